@@ -1,0 +1,1 @@
+//! IronClaw Kubernetes operator.

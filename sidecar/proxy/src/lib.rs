@@ -1,0 +1,1 @@
+//! IronClaw egress proxy: host:port grants enforced after name resolution.

@@ -1,0 +1,1 @@
+//! IronClaw kernel sandbox: seccomp-bpf, Landlock and namespaces from grants.

@@ -1,0 +1,1 @@
+//! IronClaw prompt-injection scanner and [UNTRUSTED] content tagging.

@@ -1,0 +1,1 @@
+//! IronClaw enforcement engine: audit log, policy, suspension, metrics, and the in-pod sidecar binary.
