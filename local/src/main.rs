@@ -1,5 +1,69 @@
-//! `ironclaw`: IronClaw local mode.
+//! `ironclaw`: IronClaw local mode — the CLI and the gateway.
+//!
+//! State lives in `IRONCLAW_HOME` (default `~/.ironclaw`). Commands run the policy engine
+//! in-process; shared state is kept in files under a lock, so they agree with a running gateway.
 
-fn main() {
-    println!("ironclaw {}", env!("CARGO_PKG_VERSION"));
+mod allowlist_cmd;
+mod config_cmd;
+mod doctor;
+mod gateway;
+mod skill_cmd;
+
+use clap::{Parser, Subcommand};
+use ironclaw_sidecar::home::Home;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ironclaw",
+    version,
+    about = "IronClaw local mode: run AI-agent skills under kernel-enforced grants, with a mandatory audit log",
+    long_about = "IronClaw local mode: run AI-agent skills under kernel-enforced grants, with a mandatory audit log.\n\n\
+State lives in $IRONCLAW_HOME (default ~/.ironclaw): ironclaw.json (config), .env (secrets), \
+allowlist.json, skills/, workspace/, audit.log."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read or change ironclaw.json (validated before anything is written; comments kept)
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Authorise skills and manage their grants
+    #[command(subcommand)]
+    Allowlist(allowlist_cmd::AllowlistCommand),
+    /// Install, list and run skills
+    #[command(subcommand)]
+    Skill(skill_cmd::SkillCommand),
+    /// Start, stop or query the gateway daemon
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
+    /// Check the live config and files against the security checklist
+    Doctor(doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Config(c) => config_cmd::run(&home, c, &mut out),
+        Command::Allowlist(c) => allowlist_cmd::run(&home, c, &mut out),
+        Command::Skill(c) => skill_cmd::run(&home, c, &mut out),
+        Command::Gateway(c) => gateway::run(&home, c, &mut out),
+        Command::Doctor(a) => doctor::run(&home, &a, &mut out),
+    }
 }

@@ -25,6 +25,8 @@ pub enum EngineError {
     Skill(#[from] SkillError),
     #[error(transparent)]
     Suspend(#[from] SuspendError),
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::PathError),
 }
 
 /// Why a call was refused (already logged when returned).
@@ -267,5 +269,85 @@ impl Engine {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+impl Engine {
+    fn snapshot_path(&self) -> std::path::PathBuf {
+        self.home.state_dir().join("config-snapshot.jsonc")
+    }
+
+    /// Detects hand edits: compares the config in force with the snapshot IronClaw last saw and
+    /// logs one CONFIG_CHANGE (`source: "file"`) per changed key, then saves the new snapshot.
+    /// Called at gateway start and around `config set`. Returns the number of changes logged.
+    pub fn reconcile_config_snapshot(&self) -> Result<usize, EngineError> {
+        let path = self.snapshot_path();
+        let mut logged = 0;
+        if let Some(old_text) = crate::fsutil::read_optional(&path)? {
+            if config::sha256_hex(old_text.as_bytes()) == self.loaded.hash {
+                return Ok(0);
+            }
+            match config::parse(&old_text, "previous config") {
+                Ok(old) => {
+                    for (key, before, after) in config::diff(&old, &self.loaded.config) {
+                        self.emit(
+                            self.event(EventType::ConfigChange)
+                                .field("key", key)
+                                .field("before", before)
+                                .field("after", after)
+                                .field("source", "file"),
+                        )?;
+                        logged += 1;
+                    }
+                }
+                Err(_) => {
+                    self.emit(
+                        self.event(EventType::ConfigChange)
+                            .field("key", "*")
+                            .field("before", Value::Null)
+                            .field("after", Value::from(self.loaded.hash.clone()))
+                            .field("source", "file"),
+                    )?;
+                    logged += 1;
+                }
+            }
+        }
+        self.save_config_snapshot(&self.loaded.text)?;
+        Ok(logged)
+    }
+
+    pub fn save_config_snapshot(&self, text: &str) -> Result<(), EngineError> {
+        crate::fsutil::write_atomic(&self.snapshot_path(), text.as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    /// `config set KEY VALUE`: validated, staged, logged as CONFIG_CHANGE, then committed.
+    /// Returns `(before, after)` (redacted), or `None` when the value was already in force.
+    pub fn set_config(
+        &mut self,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<(Value, Value)>, EngineError> {
+        let _lock = crate::fsutil::lock(&self.home.state_lock())?;
+        self.loaded = config::load(&self.home)?;
+        self.reconcile_config_snapshot()?;
+        let p = config::prepare_set(&self.loaded, key, value)?;
+        if !p.changed() {
+            return Ok(None);
+        }
+        let before = config::redact(key, &p.before);
+        let after = config::redact(key, &p.after);
+        let staged = crate::fsutil::stage(&self.home.config_path(), p.new_text.as_bytes(), 0o600)?;
+        self.emit(
+            self.event(EventType::ConfigChange)
+                .field("key", key)
+                .field("before", before.clone())
+                .field("after", after.clone())
+                .field("source", "cli"),
+        )?;
+        staged.commit()?;
+        self.save_config_snapshot(&p.new_text)?;
+        self.loaded = config::load(&self.home)?;
+        Ok(Some((before, after)))
     }
 }
