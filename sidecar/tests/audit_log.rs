@@ -58,8 +58,17 @@ fn open_fails_clearly_when_not_writable() {
     let err = AuditLog::open(cfg.clone()).unwrap_err();
     assert!(matches!(err, AuditError::NotWritable { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.starts_with(&format!("audit log {} is not writable: ", cfg.path.display())), "{msg}");
-    assert!(msg.ends_with("IronClaw will not start without a writable audit log"), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "audit log {} is not writable: ",
+            cfg.path.display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("IronClaw will not start without a writable audit log"),
+        "{msg}"
+    );
 
     // The path is a directory.
     let cfg = AuditConfig {
@@ -73,13 +82,24 @@ fn open_fails_clearly_when_not_writable() {
 #[test]
 fn open_rejects_zero_sizes() {
     let dir = temp_dir();
-    let err = AuditLog::open(AuditConfig { max_size_mb: 0, ..config(dir.path()) }).unwrap_err();
+    let err = AuditLog::open(AuditConfig {
+        max_size_mb: 0,
+        ..config(dir.path())
+    })
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid audit log setting security.auditLog.maxSizeMb: must be at least 1 (MiB)"
     );
-    let err = AuditLog::open(AuditConfig { keep_days: 0, ..config(dir.path()) }).unwrap_err();
-    assert!(err.to_string().contains("security.auditLog.keepDays"), "{err}");
+    let err = AuditLog::open(AuditConfig {
+        keep_days: 0,
+        ..config(dir.path())
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("security.auditLog.keepDays"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +156,9 @@ fn schema_rejects_missing_or_wrong_context() {
     let dir = temp_dir();
     let log = AuditLog::open(config(dir.path())).unwrap();
     // Missing its own keys.
-    let r = log.append(Event::new(EventType::NetworkBlock, "sess_x")).unwrap();
+    let r = log
+        .append(Event::new(EventType::NetworkBlock, "sess_x"))
+        .unwrap();
     let err = schema::validate(&r.to_value()).unwrap_err();
     assert!(err.contains("resource"), "{err}");
     // Wrong enum value.
@@ -148,7 +170,11 @@ fn schema_rejects_missing_or_wrong_context() {
                 .field("skillsAuthorised", 1),
         )
         .unwrap();
-    assert!(schema::validate(&r.to_value()).unwrap_err().contains("sandboxMode"));
+    assert!(
+        schema::validate(&r.to_value())
+            .unwrap_err()
+            .contains("sandboxMode")
+    );
     // Missing common key.
     let mut v = r.to_value();
     v.as_object_mut().unwrap().remove("eventId");
@@ -176,7 +202,10 @@ fn event_type_names_round_trip_and_unknown_lists_all() {
         assert_eq!(t.as_str().parse::<EventType>().unwrap(), t);
         assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
     }
-    let err = "NETWORK_BLOCKED".parse::<EventType>().unwrap_err().to_string();
+    let err = "NETWORK_BLOCKED"
+        .parse::<EventType>()
+        .unwrap_err()
+        .to_string();
     for t in EventType::ALL {
         assert!(err.contains(t.as_str()), "{err}");
     }
@@ -196,7 +225,8 @@ fn torn_tail_is_repaired_on_open_and_skipped_by_readers() {
     let good = fs::read(&cfg.path).unwrap();
     // A writer died half-way through a line.
     let mut f = fs::OpenOptions::new().append(true).open(&cfg.path).unwrap();
-    f.write_all(br#"{"ts":"2026-04-06T11:23:01.447Z","event":"SKILL_CA"#).unwrap();
+    f.write_all(br#"{"ts":"2026-04-06T11:23:01.447Z","event":"SKILL_CA"#)
+        .unwrap();
     drop(f);
     // Readers skip the partial last line.
     let q = read::query(&cfg, &Query::default()).unwrap();
@@ -244,7 +274,10 @@ fn many_threads_never_interleave_or_lose_events() {
             })
         })
         .collect();
-    let acked: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let acked: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     let recs = parse_file(&cfg.path);
     assert_eq!(recs.len() as u64, threads * per);
     let on_disk = unique_ids(&recs);
@@ -283,10 +316,16 @@ fn rotation_under_load_never_loses_or_duplicates() {
             })
         })
         .collect();
-    let acked: HashSet<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let acked: HashSet<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(acked.len(), 4000);
     let rotated = list_rotated(&cfg.path).unwrap();
-    assert!(rotated.len() >= 3, "expected several rotations, got {rotated:?}");
+    assert!(
+        rotated.len() >= 3,
+        "expected several rotations, got {rotated:?}"
+    );
     let mut all = Vec::new();
     for r in &rotated {
         assert!(r.has_plain && !r.has_gz);
@@ -329,9 +368,23 @@ fn gzip_rotation_is_readable_by_query() {
     let q = read::query(&cfg, &Query::default()).unwrap();
     assert_eq!(q, acked);
     // The newest events come from the current file, older ones from .gz.
-    let last = read::query(&cfg, &Query { last: Some(5), ..Query::default() }).unwrap();
+    let last = read::query(
+        &cfg,
+        &Query {
+            last: Some(5),
+            ..Query::default()
+        },
+    )
+    .unwrap();
     assert_eq!(last, acked[acked.len() - 5..]);
-    let many = read::query(&cfg, &Query { last: Some(2500), ..Query::default() }).unwrap();
+    let many = read::query(
+        &cfg,
+        &Query {
+            last: Some(2500),
+            ..Query::default()
+        },
+    )
+    .unwrap();
     assert_eq!(many, acked[acked.len() - 2500..]);
 }
 
@@ -347,7 +400,10 @@ fn a_rotated_file_left_uncompressed_by_a_crash_is_gzipped_on_open_and_never_read
     {
         let log = AuditLog::open(cfg.clone()).unwrap();
         for i in 0..1500u64 {
-            acked.push(log.append(load_event("sess_c", i).field("pad", "q".repeat(900))).unwrap());
+            acked.push(
+                log.append(load_event("sess_c", i).field("pad", "q".repeat(900)))
+                    .unwrap(),
+            );
         }
     }
     let rotated = list_rotated(&cfg.path).unwrap();
@@ -360,7 +416,10 @@ fn a_rotated_file_left_uncompressed_by_a_crash_is_gzipped_on_open_and_never_read
     fs::write(r0.gz(), enc.finish().unwrap()).unwrap();
     assert_eq!(read::query(&cfg, &Query::default()).unwrap(), acked);
 
-    let cfg_gz = AuditConfig { compress: true, ..cfg.clone() };
+    let cfg_gz = AuditConfig {
+        compress: true,
+        ..cfg.clone()
+    };
     let log = AuditLog::open(cfg_gz.clone()).unwrap();
     log.wait_maintenance();
     for r in list_rotated(&cfg.path).unwrap() {
@@ -372,7 +431,10 @@ fn a_rotated_file_left_uncompressed_by_a_crash_is_gzipped_on_open_and_never_read
 #[test]
 fn rotated_files_older_than_keep_days_are_deleted() {
     let dir = temp_dir();
-    let cfg = AuditConfig { keep_days: 30, ..config(dir.path()) };
+    let cfg = AuditConfig {
+        keep_days: 30,
+        ..config(dir.path())
+    };
     let log = AuditLog::open(cfg.clone()).unwrap();
     log.append(load_event("sess_k", 0)).unwrap();
     drop(log);
@@ -397,7 +459,11 @@ fn rotated_files_older_than_keep_days_are_deleted() {
     let other = home.join("audit.log.notes");
     fs::write(&other, "keep").unwrap();
 
-    let log = AuditLog::open(AuditConfig { compress: false, ..cfg.clone() }).unwrap();
+    let log = AuditLog::open(AuditConfig {
+        compress: false,
+        ..cfg.clone()
+    })
+    .unwrap();
     assert!(!old.exists() && !old_plain.exists());
     assert!(recent.exists() && other.exists());
     drop(log);
@@ -408,11 +474,17 @@ fn query_filters_by_type_and_time() {
     let dir = temp_dir();
     let cfg = config(dir.path());
     let log = AuditLog::open(cfg.clone()).unwrap();
-    let first: Vec<Record> = sample_events("sess_q").into_iter().map(|e| log.append(e).unwrap()).collect();
+    let first: Vec<Record> = sample_events("sess_q")
+        .into_iter()
+        .map(|e| log.append(e).unwrap())
+        .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let mid = OffsetDateTime::now_utc();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let second: Vec<Record> = sample_events("sess_q").into_iter().map(|e| log.append(e).unwrap()).collect();
+    let second: Vec<Record> = sample_events("sess_q")
+        .into_iter()
+        .map(|e| log.append(e).unwrap())
+        .collect();
 
     let all = read::query(&cfg, &Query::default()).unwrap();
     assert_eq!(all.len(), 26);
@@ -425,18 +497,47 @@ fn query_filters_by_type_and_time() {
     )
     .unwrap();
     assert_eq!(only.len(), 4);
-    assert!(only.iter().all(|r| matches!(r.event, EventType::AllowlistViolation | EventType::NetworkBlock)));
-    let since = read::query(&cfg, &Query { since: Some(mid), ..Query::default() }).unwrap();
+    assert!(only.iter().all(|r| matches!(
+        r.event,
+        EventType::AllowlistViolation | EventType::NetworkBlock
+    )));
+    let since = read::query(
+        &cfg,
+        &Query {
+            since: Some(mid),
+            ..Query::default()
+        },
+    )
+    .unwrap();
     assert_eq!(since, second);
-    let until = read::query(&cfg, &Query { until: Some(mid), ..Query::default() }).unwrap();
+    let until = read::query(
+        &cfg,
+        &Query {
+            until: Some(mid),
+            ..Query::default()
+        },
+    )
+    .unwrap();
     assert_eq!(until, first);
     // Both bounds inclusive at millisecond precision.
     let t0 = OffsetDateTime::parse(&first[0].ts, &Rfc3339).unwrap();
-    let exact = read::query(&cfg, &Query { since: Some(t0), until: Some(t0), ..Query::default() }).unwrap();
+    let exact = read::query(
+        &cfg,
+        &Query {
+            since: Some(t0),
+            until: Some(t0),
+            ..Query::default()
+        },
+    )
+    .unwrap();
     assert!(exact.contains(&first[0]));
     let last = read::query(
         &cfg,
-        &Query { last: Some(2), filter: vec![EventType::SkillCall], ..Query::default() },
+        &Query {
+            last: Some(2),
+            filter: vec![EventType::SkillCall],
+            ..Query::default()
+        },
     )
     .unwrap();
     assert_eq!(last, vec![first[2].clone(), second[2].clone()]);
@@ -451,7 +552,9 @@ fn a_corrupt_complete_line_is_reported_with_its_place() {
     let mut f = fs::OpenOptions::new().append(true).open(&cfg.path).unwrap();
     f.write_all(b"{\"not\":\"a record\"}\n").unwrap();
     drop(f);
-    let err = read::query(&cfg, &Query::default()).unwrap_err().to_string();
+    let err = read::query(&cfg, &Query::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 2 is not a valid audit record"), "{err}");
     assert!(err.contains(&cfg.path.display().to_string()), "{err}");
 }
@@ -459,7 +562,11 @@ fn a_corrupt_complete_line_is_reported_with_its_place() {
 #[test]
 fn follow_streams_new_events_across_rotation() {
     let dir = temp_dir();
-    let cfg = AuditConfig { max_size_mb: 1, compress: true, ..config(dir.path()) };
+    let cfg = AuditConfig {
+        max_size_mb: 1,
+        compress: true,
+        ..config(dir.path())
+    };
     let log = Arc::new(AuditLog::open(cfg.clone()).unwrap());
     let before = log.append(load_event("sess_f", 0)).unwrap();
     let done = Arc::new(AtomicBool::new(false));
@@ -477,7 +584,10 @@ fn follow_streams_new_events_across_rotation() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut acked = Vec::new();
     for i in 1..=2500u64 {
-        acked.push(log.append(load_event("sess_f", i).field("pad", "f".repeat(900))).unwrap());
+        acked.push(
+            log.append(load_event("sess_f", i).field("pad", "f".repeat(900)))
+                .unwrap(),
+        );
     }
     assert!(list_rotated(&cfg.path).unwrap().len() >= 2);
     // Wait until the follower has everything, then stop it.

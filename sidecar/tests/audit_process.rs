@@ -43,7 +43,8 @@ fn run_child(threads: u64) {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while count == 0 || n < count {
-                    let ev = load_event(&format!("sess_p{pid}t{t}"), n).field("pad", "p".repeat(700));
+                    let ev =
+                        load_event(&format!("sess_p{pid}t{t}"), n).field("pad", "p".repeat(700));
                     let id = log.append(ev).unwrap().event_id;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {pid} {t} {n} {id}").unwrap();
@@ -79,14 +80,21 @@ fn collect_acks(child: &mut Child) -> std::thread::JoinHandle<Vec<(u32, u64, u64
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             // libtest may print "test NAME ... " without a newline before the first ACK.
-            let Some(at) = line.find("ACK ") else { continue };
+            let Some(at) = line.find("ACK ") else {
+                continue;
+            };
             let rest = &line[at + 4..];
             let p: Vec<&str> = rest.split(' ').collect();
             // A line cut by SIGKILL mid-print is not an acknowledgement we can use.
             if p.len() != 4 || p[3].len() != 32 {
                 continue;
             }
-            acks.push((p[0].parse().unwrap(), p[1].parse().unwrap(), p[2].parse().unwrap(), p[3].to_string()));
+            acks.push((
+                p[0].parse().unwrap(),
+                p[1].parse().unwrap(),
+                p[2].parse().unwrap(),
+                p[3].to_string(),
+            ));
         }
         acks
     })
@@ -114,27 +122,47 @@ fn several_processes_append_without_interleaving_or_loss() {
         return;
     }
     let dir = temp_dir();
-    let cfg = AuditConfig { max_size_mb: 1, ..config(dir.path()) };
+    let cfg = AuditConfig {
+        max_size_mb: 1,
+        ..config(dir.path())
+    };
     // Create the directory first so the children race only on appends.
     drop(AuditLog::open(cfg.clone()).unwrap());
     let mut children: Vec<Child> = (0..4)
-        .map(|_| spawn_child("several_processes_append_without_interleaving_or_loss", &cfg.path, 300))
+        .map(|_| {
+            spawn_child(
+                "several_processes_append_without_interleaving_or_loss",
+                &cfg.path,
+                300,
+            )
+        })
         .collect();
     let readers: Vec<_> = children.iter_mut().map(collect_acks).collect();
     for c in &mut children {
         assert!(c.wait().unwrap().success());
     }
-    let acks: Vec<_> = readers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let acks: Vec<_> = readers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(acks.len(), 4 * 4 * 300);
     let recs = all_records_checked(&cfg);
     assert_eq!(recs.len(), acks.len());
     let ids = unique_ids(&recs);
-    assert_eq!(ids, acks.iter().map(|a| a.3.clone()).collect::<HashSet<_>>());
-    assert!(list_rotated(&cfg.path).unwrap().len() >= 2, "rotation across processes expected");
+    assert_eq!(
+        ids,
+        acks.iter().map(|a| a.3.clone()).collect::<HashSet<_>>()
+    );
+    assert!(
+        list_rotated(&cfg.path).unwrap().len() >= 2,
+        "rotation across processes expected"
+    );
     // Each writer thread's events appear in its own order.
     let mut per: HashMap<String, Vec<u64>> = HashMap::new();
     for r in &recs {
-        per.entry(r.session_id.clone()).or_default().push(r.fields["n"].as_u64().unwrap());
+        per.entry(r.session_id.clone())
+            .or_default()
+            .push(r.fields["n"].as_u64().unwrap());
     }
     assert_eq!(per.len(), 16);
     for ns in per.values() {
@@ -149,7 +177,10 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_tears_no_line() {
         return;
     }
     let dir = temp_dir();
-    let cfg = AuditConfig { max_size_mb: 1, ..config(dir.path()) };
+    let cfg = AuditConfig {
+        max_size_mb: 1,
+        ..config(dir.path())
+    };
     let mut acked: Vec<(u32, u64, u64, String)> = Vec::new();
     for round in 0..3 {
         let mut child = spawn_child(
@@ -166,7 +197,11 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_tears_no_line() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acks = reader.join().unwrap();
-        assert!(acks.len() > 100, "round {round}: only {} events acknowledged", acks.len());
+        assert!(
+            acks.len() > 100,
+            "round {round}: only {} events acknowledged",
+            acks.len()
+        );
         acked.extend(acks);
 
         // Every line parses (a torn tail may be present only as an unterminated last line,
@@ -174,7 +209,11 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_tears_no_line() {
         let recs = read::query(&cfg, &Query::default()).unwrap();
         let ids = unique_ids(&recs);
         for a in &acked {
-            assert!(ids.contains(&a.3), "round {round}: acknowledged event {} lost", a.3);
+            assert!(
+                ids.contains(&a.3),
+                "round {round}: acknowledged event {} lost",
+                a.3
+            );
         }
         // Reopen: repairs the tail, finishes interrupted gzip, and appends cleanly.
         let log = AuditLog::open(cfg.clone()).unwrap();
@@ -186,7 +225,11 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_tears_no_line() {
         let ids = unique_ids(&recs);
         assert!(ids.contains(&r.event_id));
         for a in &acked {
-            assert!(ids.contains(&a.3), "round {round}: acknowledged event {} lost after reopen", a.3);
+            assert!(
+                ids.contains(&a.3),
+                "round {round}: acknowledged event {} lost after reopen",
+                a.3
+            );
         }
         for rf in list_rotated(&cfg.path).unwrap() {
             assert!(rf.has_gz && !rf.has_plain, "left uncompressed: {rf:?}");

@@ -109,11 +109,7 @@ impl FilterArgs {
     }
 }
 
-pub fn run(
-    cfg: &AuditConfig,
-    cmd: &AuditCommand,
-    out: &mut dyn Write,
-) -> Result<(), AuditError> {
+pub fn run(cfg: &AuditConfig, cmd: &AuditCommand, out: &mut dyn Write) -> Result<(), AuditError> {
     run_until(cfg, cmd, out, &|| false)
 }
 
@@ -191,10 +187,12 @@ fn write_atomically(
         path: path.to_path_buf(),
         source,
     };
-    let name = path.file_name().ok_or_else(|| AuditError::InvalidArgument {
-        flag: "--output",
-        message: format!("{} does not name a file", path.display()),
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| AuditError::InvalidArgument {
+            flag: "--output",
+            message: format!("{} does not name a file", path.display()),
+        })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -212,9 +210,7 @@ fn write_atomically(
     let result = (|| {
         let mut w = BufWriter::new(file);
         body(&mut w)?;
-        let file = w
-            .into_inner()
-            .map_err(|e| export_err(e.into_error()))?;
+        let file = w.into_inner().map_err(|e| export_err(e.into_error()))?;
         file.sync_all().map_err(export_err)?;
         fs::rename(&tmp, path).map_err(export_err)
     })();

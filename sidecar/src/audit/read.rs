@@ -60,7 +60,10 @@ fn open_opt(path: &Path) -> Result<Option<File>, AuditError> {
 
 /// Opens every file to read, oldest first, under a shared lock so that a rotation cannot make a
 /// file appear twice or not at all. Rotated files older than `since` are skipped.
-fn open_sources(cfg: &AuditConfig, since: Option<OffsetDateTime>) -> Result<Vec<Source>, AuditError> {
+fn open_sources(
+    cfg: &AuditConfig,
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<Source>, AuditError> {
     let lock_file = File::open(files::lock_path(&cfg.path)).ok();
     let _guard = match &lock_file {
         Some(f) => Some(FileLock::shared(f).map_err(|source| AuditError::Read {
@@ -270,7 +273,8 @@ pub fn follow_with_backlog(
                 let pos = file.stream_position().map_err(read_err(path))?;
                 if m.len() < pos {
                     // A torn tail was cut by a writer's repair: forget the partial line.
-                    file.seek(SeekFrom::Start(m.len())).map_err(read_err(path))?;
+                    file.seek(SeekFrom::Start(m.len()))
+                        .map_err(read_err(path))?;
                     tail.partial.clear();
                 }
             }

@@ -46,7 +46,10 @@ pub(crate) fn compress(plain: &Path) -> io::Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        let mut enc = GzEncoder::new(BufWriter::with_capacity(256 * 1024, out), Compression::fast());
+        let mut enc = GzEncoder::new(
+            BufWriter::with_capacity(256 * 1024, out),
+            Compression::fast(),
+        );
         io::copy(&mut BufReader::with_capacity(256 * 1024, src), &mut enc)?;
         let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
@@ -208,4 +211,3 @@ fn run(cfg: AuditConfig, rx: Receiver<Job>, last_error: Arc<Mutex<Option<String>
         }
     }
 }
-

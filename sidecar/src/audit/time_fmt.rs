@@ -4,14 +4,12 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-const TS: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-);
+const TS: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// Rotated-file suffix: `20260406T112301.447123Z` (microseconds keep names unique and sortable).
-const ROTATED: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-    "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-);
+const ROTATED: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
 
 /// `ts` of a record.
 pub(crate) fn format_ts(t: OffsetDateTime) -> String {

@@ -153,7 +153,11 @@ impl AuditLog {
     /// interleave; rotation (maxSizeMb), gzip of rotated files (compress) and deletion after
     /// keepDays happen here or in a background task without losing or duplicating an event.
     pub fn append(&self, ev: Event) -> Result<Record, AuditError> {
-        if let Some(key) = ev.fields.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
+        if let Some(key) = ev
+            .fields
+            .keys()
+            .find(|k| RESERVED_KEYS.contains(&k.as_str()))
+        {
             return Err(AuditError::ReservedField {
                 event: ev.event.as_str(),
                 key: key.clone(),
@@ -167,17 +171,16 @@ impl AuditLog {
             skill: ev.skill,
             fields: ev.fields,
         };
-        let mut st = lock(&self.state);
-        // Stamped under the lock so that, within a process, file order is time order.
+        // Stamp and serialise outside the shared lock: producers only contend for the memcpy.
         let now = OffsetDateTime::now_utc();
         rec.ts = time_fmt::format_ts(now);
         rec.event_id = new_event_id(time_fmt::unix_ms(now));
-        let start = st.pending.len();
-        if let Err(e) = serde_json::to_writer(&mut st.pending, &rec) {
-            st.pending.truncate(start);
-            return Err(self.write_error(format!("cannot serialise the event: {e}")));
-        }
-        st.pending.push(b'\n');
+        let mut line = Vec::with_capacity(256);
+        serde_json::to_writer(&mut line, &rec)
+            .map_err(|e| self.write_error(format!("cannot serialise the event: {e}")))?;
+        line.push(b'\n');
+        let mut st = lock(&self.state);
+        st.pending.extend_from_slice(&line);
         st.next_seq += 1;
         let my_seq = st.next_seq;
         loop {
@@ -192,10 +195,7 @@ impl AuditLog {
                 };
             }
             if st.writing {
-                st = self
-                    .cond
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
+                st = self.cond.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             // Become the leader for everything pending.
@@ -235,8 +235,8 @@ impl AuditLog {
         let path = &self.cfg.path;
         let mut guard = lock(&self.io);
         let io = &mut *guard;
-        let _flock =
-            FileLock::exclusive(&self.lock_file).map_err(|e| format!("cannot lock the log: {e}"))?;
+        let _flock = FileLock::exclusive(&self.lock_file)
+            .map_err(|e| format!("cannot lock the log: {e}"))?;
         self.ensure_current(io)?;
         let mut len = io
             .file
@@ -263,8 +263,8 @@ impl AuditLog {
         if len > 0 && len + batch.len() as u64 > self.cfg.max_bytes() {
             let target = rotate::rotate_current(path, OffsetDateTime::now_utc())
                 .map_err(|e| format!("rotation failed: {e}"))?;
-            let (file, id) =
-                open_current(path).map_err(|e| format!("cannot create a new log after rotation: {e}"))?;
+            let (file, id) = open_current(path)
+                .map_err(|e| format!("cannot create a new log after rotation: {e}"))?;
             io.file = file;
             io.id = id;
             len = 0;
@@ -302,7 +302,8 @@ impl AuditLog {
             Err(e) => return Err(format!("cannot stat the log: {e}")),
         };
         if !same {
-            let (file, id) = open_current(path).map_err(|e| format!("cannot reopen the log: {e}"))?;
+            let (file, id) =
+                open_current(path).map_err(|e| format!("cannot reopen the log: {e}"))?;
             files::restrict_mode(&file)
                 .map_err(|(mode, e)| format!("log has mode {mode:04o}, cannot set 0600: {e}"))?;
             io.file = file;

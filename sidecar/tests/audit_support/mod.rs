@@ -49,7 +49,10 @@ pub fn sample_events(session: &str) -> Vec<Event> {
             .skill("himalaya")
             .field("action", "network")
             .field("resource", "attacker.io:80")
-            .field("granted", json!(["imap.gmail.com:993", "smtp.gmail.com:587"]))
+            .field(
+                "granted",
+                json!(["imap.gmail.com:993", "smtp.gmail.com:587"]),
+            )
             .field("blocked", true),
         Event::new(EventType::AllowlistChange, s)
             .skill("himalaya")
@@ -136,7 +139,11 @@ pub fn assert_valid(r: &Record) {
 pub fn unique_ids(records: &[Record]) -> HashSet<String> {
     let mut ids = HashSet::new();
     for r in records {
-        assert!(ids.insert(r.event_id.clone()), "duplicate eventId {}", r.event_id);
+        assert!(
+            ids.insert(r.event_id.clone()),
+            "duplicate eventId {}",
+            r.event_id
+        );
     }
     ids
 }
