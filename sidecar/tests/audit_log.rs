@@ -601,3 +601,74 @@ fn follow_streams_new_events_across_rotation() {
     assert_eq!(got, acked);
     assert!(!got.contains(&before));
 }
+
+/// Unmounts on drop, even when the test panics.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full file system (a 128 KiB tmpfs; tests run as root): the append that does not fit
+/// fails, leaves no partial line, and appends work again once there is space.
+#[test]
+fn a_full_disk_fails_the_append_and_leaves_no_partial_line() {
+    let dir = temp_dir();
+    let mnt = dir.path().join("small-fs");
+    fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128k,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root (the tests run as root)"
+    );
+    let _guard = Mount(mnt.clone());
+    let filler = mnt.join("filler");
+    fs::write(&filler, vec![0u8; 32 * 1024]).unwrap();
+    let cfg = AuditConfig {
+        path: mnt.join("audit.log"),
+        ..config(dir.path())
+    };
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    let mut acked = Vec::new();
+    let err = loop {
+        match log.append(load_event("sess_full", acked.len() as u64).field("pad", "x".repeat(3000)))
+        {
+            Ok(r) => acked.push(r),
+            Err(e) => break e,
+        }
+        assert!(
+            acked.len() < 1000,
+            "the 128 KiB file system never filled up"
+        );
+    };
+    assert!(matches!(err, AuditError::Write { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&cfg.path.display().to_string()) && msg.contains("No space left"),
+        "{msg}"
+    );
+    assert!(!acked.is_empty());
+    let before = fs::read(&cfg.path).unwrap();
+    assert_eq!(
+        parse_file(&cfg.path),
+        acked,
+        "a partial batch was left behind"
+    );
+    // Still full: fails again, file unchanged.
+    assert!(
+        log.append(load_event("sess_full", 9999).field("pad", "x".repeat(3000)))
+            .is_err()
+    );
+    assert_eq!(fs::read(&cfg.path).unwrap(), before);
+    // Space freed: appends work again.
+    fs::remove_file(&filler).unwrap();
+    acked.push(log.append(load_event("sess_full", 10_000)).unwrap());
+    assert_eq!(parse_file(&cfg.path), acked);
+    drop(log);
+}
