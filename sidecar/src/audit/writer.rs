@@ -30,7 +30,9 @@ const FAILURES_KEPT: usize = 1024;
 pub struct AuditLog {
     cfg: AuditConfig,
     state: Mutex<State>,
-    cond: Condvar,
+    /// Waiters of batch `b` sleep on `cond[b % 2]`: finishing batch `b` wakes exactly its own
+    /// callers plus one caller of batch `b + 1` (the next leader), not every waiter.
+    cond: [Condvar; 2],
     io: Mutex<Io>,
     /// `audit.log.lock`, flocked around every batch (and shared-locked by readers).
     lock_file: File,
@@ -52,6 +54,8 @@ struct State {
     done_seq: u64,
     /// A leader is writing a batch.
     writing: bool,
+    /// Number of the batch that new lines join (the one after the batch being written).
+    open_batch: u64,
     failures: VecDeque<Failure>,
 }
 
@@ -130,9 +134,10 @@ impl AuditLog {
                 next_seq: 0,
                 done_seq: 0,
                 writing: false,
+                open_batch: 0,
                 failures: VecDeque::new(),
             }),
-            cond: Condvar::new(),
+            cond: [Condvar::new(), Condvar::new()],
             io: Mutex::new(Io {
                 file,
                 id,
@@ -183,6 +188,7 @@ impl AuditLog {
         st.pending.extend_from_slice(&line);
         st.next_seq += 1;
         let my_seq = st.next_seq;
+        let my_batch = st.open_batch;
         loop {
             if st.done_seq >= my_seq {
                 return match st
@@ -195,11 +201,15 @@ impl AuditLog {
                 };
             }
             if st.writing {
-                st = self.cond.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st = self.cond[(my_batch % 2) as usize]
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             // Become the leader for everything pending.
             st.writing = true;
+            let batch_no = st.open_batch;
+            st.open_batch += 1;
             let first = st.done_seq + 1;
             let last = st.next_seq;
             let mut batch = std::mem::take(&mut st.pending);
@@ -219,7 +229,8 @@ impl AuditLog {
                 }
                 st.failures.push_back(Failure { first, last, cause });
             }
-            self.cond.notify_all();
+            self.cond[(batch_no % 2) as usize].notify_all();
+            self.cond[((batch_no + 1) % 2) as usize].notify_one();
         }
     }
 
