@@ -263,8 +263,8 @@ pub fn follow_with_backlog(
                 // lock), so drain it, then continue from the start of the new one.
                 tail.read_all(&mut file, path, &mut |r| on(&r))?;
                 if let Some(f) = open_opt(path)? {
+                    id = files::file_id(&f.metadata().map_err(read_err(path))?);
                     file = f;
-                    id = files::file_id(&m);
                     tail = LineBuf::default();
                     continue;
                 }

@@ -248,12 +248,7 @@ impl AuditLog {
         let io = &mut *guard;
         let _flock = FileLock::exclusive(&self.lock_file)
             .map_err(|e| format!("cannot lock the log: {e}"))?;
-        self.ensure_current(io)?;
-        let mut len = io
-            .file
-            .metadata()
-            .map_err(|e| format!("cannot stat the log: {e}"))?
-            .len();
+        let mut len = self.ensure_current(io)?;
         if len != io.expected_len && len > 0 {
             // Another process wrote since; if it died mid-write, cut its partial line first.
             let mut last = [0u8; 1];
@@ -305,14 +300,16 @@ impl AuditLog {
     }
 
     /// Follows a rotation done by another process (or a deleted file): reopen the path.
-    fn ensure_current(&self, io: &mut Io) -> Result<(), String> {
+    /// Returns the current file's length (one `stat` when nothing changed).
+    fn ensure_current(&self, io: &mut Io) -> Result<u64, String> {
         let path = &self.cfg.path;
-        let same = match fs::metadata(path) {
-            Ok(m) => files::file_id(&m) == io.id,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        match fs::metadata(path) {
+            Ok(m) if files::file_id(&m) == io.id => return Ok(m.len()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot stat the log: {e}")),
-        };
-        if !same {
+        }
+        {
             let (file, id) =
                 open_current(path).map_err(|e| format!("cannot reopen the log: {e}"))?;
             files::restrict_mode(&file)
@@ -321,7 +318,10 @@ impl AuditLog {
             io.id = id;
             io.expected_len = u64::MAX;
         }
-        Ok(())
+        io.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| format!("cannot stat the log: {e}"))
     }
 
     /// Waits until queued gzip and expiry work is done (tests, benchmarks, orderly shutdown).
