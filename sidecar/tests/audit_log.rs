@@ -672,3 +672,29 @@ fn a_full_disk_fails_the_append_and_leaves_no_partial_line() {
     assert_eq!(parse_file(&cfg.path), acked);
     drop(log);
 }
+
+#[test]
+fn a_log_deleted_by_hand_is_recreated_at_the_next_append() {
+    let dir = temp_dir();
+    let cfg = config(dir.path());
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    log.append(load_event("sess_d", 0)).unwrap();
+    fs::remove_file(&cfg.path).unwrap();
+    let r = log.append(load_event("sess_d", 1)).unwrap();
+    assert_eq!(parse_file(&cfg.path), vec![r]);
+    assert_eq!(mode(&cfg.path), 0o600);
+}
+
+#[test]
+fn a_log_renamed_by_hand_is_replaced_within_a_second() {
+    let dir = temp_dir();
+    let cfg = config(dir.path());
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    let a = log.append(load_event("sess_m", 0)).unwrap();
+    let moved = cfg.path.with_file_name("moved-away.log");
+    fs::rename(&cfg.path, &moved).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = log.append(load_event("sess_m", 1)).unwrap();
+    assert_eq!(parse_file(&moved), vec![a]);
+    assert_eq!(parse_file(&cfg.path), vec![b]);
+}

@@ -105,6 +105,27 @@ impl Drop for FileLock<'_> {
     }
 }
 
+/// The rotation generation stored in the lock file (0 when empty). Read under the lock.
+pub(crate) fn read_generation(lock: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        let n = lock.read_at(&mut b[got..], got as u64)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        got += n;
+    }
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Stores the rotation generation (page cache is enough: it only informs live processes).
+pub(crate) fn write_generation(lock: &File, generation: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    lock.write_all_at(&generation.to_le_bytes(), 0)
+}
+
 /// `(device, inode)`: identifies which file a path or descriptor refers to.
 pub(crate) type FileId = (u64, u64);
 

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,6 +23,9 @@ use super::{AuditConfig, AuditError, Event, new_event_id, time_fmt};
 
 /// How often a long-running writer looks for files past `keepDays` even without rotating.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the path is `stat`ed even when no rotation was announced. A path lookup per batch
+/// costs several percent of an fdatasync, so rotations are announced through the lock file.
+const PATH_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How many failed batches are remembered for callers that have not woken up yet.
 const FAILURES_KEPT: usize = 1024;
 
@@ -71,6 +74,10 @@ struct Io {
     /// Length after our last write; a different length means another process wrote.
     expected_len: u64,
     last_expire: Instant,
+    /// Rotation generation last seen in the lock file.
+    generation: u64,
+    /// When the path was last `stat`ed (catches a log renamed by hand).
+    last_path_check: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +150,8 @@ impl AuditLog {
                 id,
                 expected_len: len,
                 last_expire: Instant::now(),
+                generation: files::read_generation(&lock_file).map_err(not_writable(&path))?,
+                last_path_check: Instant::now(),
             }),
             lock_file,
             worker,
@@ -248,7 +257,27 @@ impl AuditLog {
         let io = &mut *guard;
         let _flock = FileLock::exclusive(&self.lock_file)
             .map_err(|e| format!("cannot lock the log: {e}"))?;
-        let mut len = self.ensure_current(io)?;
+        // Another process's rotation bumps the generation in the lock file (before renaming);
+        // otherwise our descriptor is still the current file unless it was deleted or renamed
+        // by hand, which the link count and a periodic path check catch.
+        let generation = files::read_generation(&self.lock_file)
+            .map_err(|e| format!("cannot read the lock file: {e}"))?;
+        let mut len =
+            if generation != io.generation || io.last_path_check.elapsed() >= PATH_CHECK_EVERY {
+                io.generation = generation;
+                io.last_path_check = Instant::now();
+                self.ensure_current(io)?
+            } else {
+                let m = io
+                    .file
+                    .metadata()
+                    .map_err(|e| format!("cannot stat the log: {e}"))?;
+                if m.nlink() == 0 {
+                    self.ensure_current(io)?
+                } else {
+                    m.len()
+                }
+            };
         if len != io.expected_len && len > 0 {
             // Another process wrote since; if it died mid-write, cut its partial line first.
             let mut last = [0u8; 1];
@@ -267,6 +296,10 @@ impl AuditLog {
         }
         let mut rotated = None;
         if len > 0 && len + batch.len() as u64 > self.cfg.max_bytes() {
+            // Announce first: a crash between the two steps then costs only a needless stat.
+            io.generation = io.generation.wrapping_add(1);
+            files::write_generation(&self.lock_file, io.generation)
+                .map_err(|e| format!("cannot write the lock file: {e}"))?;
             let target = rotate::rotate_current(path, OffsetDateTime::now_utc())
                 .map_err(|e| format!("rotation failed: {e}"))?;
             let (file, id) = open_current(path)
