@@ -59,6 +59,8 @@ struct State {
     writing: bool,
     /// Number of the batch that new lines join (the one after the batch being written).
     open_batch: u64,
+    /// Callers asleep on `cond[0]` / `cond[1]` (a lone caller then costs no futex wake-ups).
+    sleepers: [usize; 2],
     failures: VecDeque<Failure>,
 }
 
@@ -142,6 +144,7 @@ impl AuditLog {
                 done_seq: 0,
                 writing: false,
                 open_batch: 0,
+                sleepers: [0, 0],
                 failures: VecDeque::new(),
             }),
             cond: [Condvar::new(), Condvar::new()],
@@ -210,9 +213,12 @@ impl AuditLog {
                 };
             }
             if st.writing {
-                st = self.cond[(my_batch % 2) as usize]
+                let parity = (my_batch % 2) as usize;
+                st.sleepers[parity] += 1;
+                st = self.cond[parity]
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner);
+                st.sleepers[parity] -= 1;
                 continue;
             }
             // Become the leader for everything pending.
@@ -238,8 +244,13 @@ impl AuditLog {
                 }
                 st.failures.push_back(Failure { first, last, cause });
             }
-            self.cond[(batch_no % 2) as usize].notify_all();
-            self.cond[((batch_no + 1) % 2) as usize].notify_one();
+            let (done, next) = ((batch_no % 2) as usize, ((batch_no + 1) % 2) as usize);
+            if st.sleepers[done] > 0 {
+                self.cond[done].notify_all();
+            }
+            if st.sleepers[next] > 0 {
+                self.cond[next].notify_one();
+            }
         }
     }
 
