@@ -118,7 +118,7 @@ impl AuditLog {
             mode,
             source,
         })?;
-        let (file, id, len, to_compress) = {
+        let (file, id, len, generation, to_compress) = {
             let _guard = FileLock::exclusive(&lock_file).map_err(not_writable(&path))?;
             let (file, id) = open_current(&path).map_err(not_writable(&path))?;
             files::restrict_mode(&file).map_err(|(mode, source)| AuditError::Insecure {
@@ -130,7 +130,9 @@ impl AuditLog {
             let len = file.metadata().map_err(not_writable(&path))?.len();
             rotate::expire(&cfg, OffsetDateTime::now_utc()).map_err(not_writable(&path))?;
             let to_compress = rotate::pending_compression(&cfg).map_err(not_writable(&path))?;
-            (file, id, len, to_compress)
+            // Read under the lock: a rotation after it is then seen by the first append.
+            let generation = files::read_generation(&lock_file).map_err(not_writable(&path))?;
+            (file, id, len, generation, to_compress)
         };
         let worker = Worker::start(cfg.clone()).map_err(not_writable(&path))?;
         for p in to_compress {
@@ -153,7 +155,7 @@ impl AuditLog {
                 id,
                 expected_len: len,
                 last_expire: Instant::now(),
-                generation: files::read_generation(&lock_file).map_err(not_writable(&path))?,
+                generation,
                 last_path_check: Instant::now(),
             }),
             lock_file,
