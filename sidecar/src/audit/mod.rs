@@ -3,7 +3,8 @@
 //!
 //! Layout next to the configured `path` (e.g. `~/.ironclaw/audit.log`):
 //! - `audit.log`: the current file (0600), appended under an exclusive `flock` on
-//! - `audit.log.lock`: a stable lock file (the log itself is renamed by rotation),
+//! - `audit.log.lock`: a stable lock file (the log itself is renamed by rotation); its first 8
+//!   bytes count rotations so that other processes notice one without a path lookup per batch,
 //! - `audit.log.<UTC rotation time>` / `…​.gz`: rotated files, oldest first by name.
 
 pub mod cli;
