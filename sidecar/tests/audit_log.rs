@@ -698,3 +698,34 @@ fn a_log_renamed_by_hand_is_replaced_within_a_second() {
     assert_eq!(parse_file(&moved), vec![a]);
     assert_eq!(parse_file(&cfg.path), vec![b]);
 }
+
+#[test]
+fn check_permissions_reports_readable_files_and_writable_dirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let cfg = config(dir.path());
+    let missing = ironclaw_sidecar::audit::check_permissions(&cfg);
+    assert!(
+        missing.iter().any(|p| p.contains("cannot be inspected")),
+        "{missing:?}"
+    );
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    log.append(load_event("sess_p", 0)).unwrap();
+    assert_eq!(
+        ironclaw_sidecar::audit::check_permissions(&cfg),
+        Vec::<String>::new()
+    );
+    fs::set_permissions(&cfg.path, fs::Permissions::from_mode(0o644)).unwrap();
+    let home = cfg.path.parent().unwrap();
+    fs::set_permissions(home, fs::Permissions::from_mode(0o777)).unwrap();
+    let problems = ironclaw_sidecar::audit::check_permissions(&cfg);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("mode 0777") && problems[0].contains("chmod 700"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("mode 0644") && problems[1].contains("chmod 600"),
+        "{problems:?}"
+    );
+}

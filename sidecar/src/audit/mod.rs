@@ -5,7 +5,7 @@
 //! - `audit.log`: the current file (0600), appended under an exclusive `flock` on
 //! - `audit.log.lock`: a stable lock file (the log itself is renamed by rotation); its first 8
 //!   bytes count rotations so that other processes notice one without a path lookup per batch,
-//! - `audit.log.<UTC rotation time>` / `…​.gz`: rotated files, oldest first by name.
+//! - `audit.log.<UTC rotation time>` / `….gz`: rotated files, oldest first by name.
 
 pub mod cli;
 mod error;
@@ -115,4 +115,56 @@ pub fn new_event_id(unix_ms: u64) -> String {
         unix_ms & 0xffff_ffff_ffff,
         r & ((1u128 << 80) - 1)
     )
+}
+
+/// For `ironclaw doctor`: the permission problems of the log, its lock file, its rotated files
+/// and its directory, each with the fix. Empty when everything is private to its owner.
+pub fn check_permissions(cfg: &AuditConfig) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    let mode_of = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .map_err(|e| e.to_string())
+    };
+    let dir = files::log_dir(&cfg.path);
+    match mode_of(&dir) {
+        Ok(m) if m & 0o022 != 0 => problems.push(format!(
+            "audit log directory {} has mode {m:04o}: others can replace the log; fix: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(format!(
+            "audit log directory {} cannot be inspected: {e}",
+            dir.display()
+        )),
+    }
+    let mut paths = vec![cfg.path.clone(), files::lock_path(&cfg.path)];
+    if let Ok(rotated) = list_rotated(&cfg.path) {
+        for r in rotated {
+            if r.has_plain {
+                paths.push(r.plain.clone());
+            }
+            if r.has_gz {
+                paths.push(r.gz());
+            }
+        }
+    }
+    for p in paths {
+        match mode_of(&p) {
+            Ok(m) if m & 0o077 != 0 => problems.push(format!(
+                "audit log file {} has mode {m:04o}: others can read or change it; fix: chmod 600 {}",
+                p.display(),
+                p.display()
+            )),
+            Ok(_) => {}
+            Err(_) if p != cfg.path => {}
+            Err(e) => problems.push(format!(
+                "audit log {} cannot be inspected: {e}; IronClaw creates it with mode 0600 when the gateway starts",
+                p.display()
+            )),
+        }
+    }
+    problems
 }
