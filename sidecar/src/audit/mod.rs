@@ -1,216 +1,170 @@
-//! TEMPORARY minimal audit log with the agreed API; replaced by the audit branch at merge.
-#![allow(missing_docs)]
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use std::io::Write;
-use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::Mutex;
+//! The mandatory audit log: one JSON object per line, durable before the action it records is
+//! acknowledged, shared by several processes under a file lock, rotated, gzipped and expired.
+//!
+//! Layout next to the configured `path` (e.g. `~/.ironclaw/audit.log`):
+//! - `audit.log`: the current file (0600), appended under an exclusive `flock` on
+//! - `audit.log.lock`: a stable lock file (the log itself is renamed by rotation); its first 8
+//!   bytes count rotations so that other processes notice one without a path lookup per batch,
+//! - `audit.log.<UTC rotation time>` / `….gz`: rotated files, oldest first by name.
 
-#[derive(Debug, Clone)]
+pub mod cli;
+mod error;
+mod event;
+pub mod export;
+mod files;
+pub mod read;
+mod rotate;
+#[cfg(feature = "schema")]
+pub mod schema;
+mod time_fmt;
+mod writer;
+
+use std::path::PathBuf;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+pub use error::AuditError;
+pub use event::{Event, EventType, RESERVED_KEYS, Record, UnknownEventType};
+pub use files::{RotatedFile, list_rotated};
+pub use writer::AuditLog;
+
+/// `security.auditLog.*` of the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
+    /// The current log file; the caller resolves `~` and `IRONCLAW_HOME`.
     pub path: PathBuf,
+    /// Rotate when the current file would grow past this many MiB (at least 1).
     pub max_size_mb: u64,
+    /// Delete rotated files whose newest event is older than this many days (at least 1).
     pub keep_days: u32,
+    /// Gzip rotated files.
     pub compress: bool,
 }
+
+impl AuditConfig {
+    /// `$IRONCLAW_HOME/audit.log`, else `$HOME/.ironclaw/audit.log`, else `.ironclaw/audit.log`.
+    pub fn default_path() -> PathBuf {
+        if let Some(home) = std::env::var_os("IRONCLAW_HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(home).join("audit.log");
+        }
+        let base = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        base.join(".ironclaw").join("audit.log")
+    }
+
+    /// Rotation threshold in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_size_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Checks the numbers (the path is checked by opening it).
+    pub fn validate(&self) -> Result<(), AuditError> {
+        if self.max_size_mb == 0 {
+            return Err(AuditError::Config {
+                key: "security.auditLog.maxSizeMb",
+                message: "must be at least 1 (MiB)".into(),
+            });
+        }
+        if self.keep_days == 0 {
+            return Err(AuditError::Config {
+                key: "security.auditLog.keepDays",
+                message: "must be at least 1 (day)".into(),
+            });
+        }
+        if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
+            return Err(AuditError::Config {
+                key: "security.auditLog.path",
+                message: format!("{:?} does not name a file", self.path),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for AuditConfig {
+    /// The spec's defaults: 100 MiB, 90 days, gzip on; path from [`AuditConfig::default_path`].
     fn default() -> Self {
         AuditConfig {
-            path: PathBuf::from("audit.log"),
+            path: AuditConfig::default_path(),
             max_size_mb: 100,
             keep_days: 90,
             compress: true,
         }
     }
 }
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EventType {
-    GatewayStart,
-    GatewayStop,
-    SkillCall,
-    AllowlistDeny,
-    AllowlistViolation,
-    AllowlistChange,
-    ConfigChange,
-    ChannelMsgReceived,
-    ChannelMsgBlocked,
-    InjectionDetected,
-    NetworkBlock,
-    FilesystemBlock,
-    SkillSuspended,
-}
-impl EventType {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EventType::GatewayStart => "GATEWAY_START",
-            EventType::GatewayStop => "GATEWAY_STOP",
-            EventType::SkillCall => "SKILL_CALL",
-            EventType::AllowlistDeny => "ALLOWLIST_DENY",
-            EventType::AllowlistViolation => "ALLOWLIST_VIOLATION",
-            EventType::AllowlistChange => "ALLOWLIST_CHANGE",
-            EventType::ConfigChange => "CONFIG_CHANGE",
-            EventType::ChannelMsgReceived => "CHANNEL_MSG_RECEIVED",
-            EventType::ChannelMsgBlocked => "CHANNEL_MSG_BLOCKED",
-            EventType::InjectionDetected => "INJECTION_DETECTED",
-            EventType::NetworkBlock => "NETWORK_BLOCK",
-            EventType::FilesystemBlock => "FILESYSTEM_BLOCK",
-            EventType::SkillSuspended => "SKILL_SUSPENDED",
-        }
-    }
-}
-impl FromStr for EventType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(Value::String(s.to_owned()))
-            .map_err(|_| format!("unknown event {s}"))
-    }
-}
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub event: EventType,
-    pub session_id: String,
-    pub skill: Option<String>,
-    pub fields: Map<String, Value>,
-}
-impl Event {
-    pub fn new(event: EventType, session_id: impl Into<String>) -> Event {
-        Event {
-            event,
-            session_id: session_id.into(),
-            skill: None,
-            fields: Map::new(),
-        }
-    }
-    pub fn skill(mut self, name: impl Into<String>) -> Event {
-        self.skill = Some(name.into());
-        self
-    }
-    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Event {
-        self.fields.insert(key.to_owned(), value.into());
-        self
-    }
-}
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Record {
-    pub ts: String,
-    pub event: EventType,
-    pub event_id: String,
-    pub session_id: String,
-    pub skill: Option<String>,
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
-}
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error(
-        "audit log {path} is not writable: {source}; IronClaw will not start without a writable audit log"
-    )]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("audit log {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-pub struct AuditLog {
-    cfg: AuditConfig,
-    file: Mutex<std::fs::File>,
-}
-impl AuditLog {
-    pub fn open(cfg: AuditConfig) -> Result<AuditLog, AuditError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(p) = cfg.path.parent() {
-            std::fs::create_dir_all(p).map_err(|source| AuditError::Open {
-                path: cfg.path.clone(),
-                source,
-            })?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&cfg.path)
-            .map_err(|source| AuditError::Open {
-                path: cfg.path.clone(),
-                source,
-            })?;
-        Ok(AuditLog {
-            cfg,
-            file: Mutex::new(file),
-        })
-    }
-    pub fn append(&self, ev: Event) -> Result<Record, AuditError> {
-        let ts = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let rec = Record {
-            ts,
-            event: ev.event,
-            event_id: format!("ev_{}", rand::random::<u64>()),
-            session_id: ev.session_id,
-            skill: ev.skill,
-            fields: ev.fields,
-        };
-        let mut line = serde_json::to_vec(&rec).map_err(|e| AuditError::Io {
-            path: self.cfg.path.clone(),
-            source: e.into(),
-        })?;
-        line.push(b'\n');
-        let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.lock().map_err(|source| AuditError::Io {
-            path: self.cfg.path.clone(),
-            source,
-        })?;
-        let r = (&*f).write_all(&line).and_then(|_| f.sync_data());
-        let _ = f.unlock();
-        r.map_err(|source| AuditError::Io {
-            path: self.cfg.path.clone(),
-            source,
-        })?;
-        Ok(rec)
-    }
-    pub fn config(&self) -> &AuditConfig {
-        &self.cfg
-    }
-}
+
+/// `"sess_"` followed by 10 random alphanumerics.
 pub fn new_session_id() -> String {
-    use rand::Rng;
-    let s: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
+    let suffix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
         .take(10)
         .map(char::from)
         .collect();
-    format!("sess_{s}")
+    format!("sess_{suffix}")
 }
-pub mod read {
-    use super::*;
-    #[derive(Debug, Default, Clone)]
-    pub struct Query {
-        pub last: Option<usize>,
-        pub filter: Vec<EventType>,
-        pub since: Option<time::OffsetDateTime>,
-        pub until: Option<time::OffsetDateTime>,
+
+/// A unique event id: 12 hex digits of Unix milliseconds then 20 random hex digits, so ids sort
+/// roughly by time and never collide in practice (80 random bits per millisecond).
+pub fn new_event_id(unix_ms: u64) -> String {
+    let r: u128 = rand::rng().random();
+    format!(
+        "{:012x}{:020x}",
+        unix_ms & 0xffff_ffff_ffff,
+        r & ((1u128 << 80) - 1)
+    )
+}
+
+/// For `ironclaw doctor`: the permission problems of the log, its lock file, its rotated files
+/// and its directory, each with the fix. Empty when everything is private to its owner.
+pub fn check_permissions(cfg: &AuditConfig) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    let mode_of = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .map_err(|e| e.to_string())
+    };
+    let dir = files::log_dir(&cfg.path);
+    match mode_of(&dir) {
+        Ok(m) if m & 0o022 != 0 => problems.push(format!(
+            "audit log directory {} has mode {m:04o}: others can replace the log; fix: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(format!(
+            "audit log directory {} cannot be inspected: {e}",
+            dir.display()
+        )),
     }
-    pub fn query(cfg: &AuditConfig, q: &Query) -> Result<Vec<Record>, AuditError> {
-        let text = std::fs::read_to_string(&cfg.path).map_err(|source| AuditError::Io {
-            path: cfg.path.clone(),
-            source,
-        })?;
-        let mut v: Vec<Record> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|r: &Record| q.filter.is_empty() || q.filter.contains(&r.event))
-            .collect();
-        if let Some(n) = q.last {
-            let skip = v.len().saturating_sub(n);
-            v.drain(..skip);
+    let mut paths = vec![cfg.path.clone(), files::lock_path(&cfg.path)];
+    if let Ok(rotated) = list_rotated(&cfg.path) {
+        for r in rotated {
+            if r.has_plain {
+                paths.push(r.plain.clone());
+            }
+            if r.has_gz {
+                paths.push(r.gz());
+            }
         }
-        Ok(v)
     }
+    for p in paths {
+        match mode_of(&p) {
+            Ok(m) if m & 0o077 != 0 => problems.push(format!(
+                "audit log file {} has mode {m:04o}: others can read or change it; fix: chmod 600 {}",
+                p.display(),
+                p.display()
+            )),
+            Ok(_) => {}
+            Err(_) if p != cfg.path => {}
+            Err(e) => problems.push(format!(
+                "audit log {} cannot be inspected: {e}; IronClaw creates it with mode 0600 when the gateway starts",
+                p.display()
+            )),
+        }
+    }
+    problems
 }
