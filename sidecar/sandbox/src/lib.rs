@@ -19,6 +19,11 @@ pub mod policy;
 #[cfg(target_os = "linux")]
 mod linux;
 
+#[cfg(target_os = "linux")]
+pub use linux::{
+    Network, Sandboxed, StdioSpec, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
+};
+
 /// Sandbox mode (`security.sandbox.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {

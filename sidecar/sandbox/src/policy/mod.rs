@@ -162,6 +162,11 @@ pub const SYSTEM_READ: &[&str] = &[
     "/proc",
     "/sys/devices/system/cpu",
     "/etc/ld.so.cache",
+    "/etc/ld.so.preload",
+    "/etc/locale.alias",
+    "/etc/selinux",
+    "/sys/fs/selinux",
+    "/selinux",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
     "/etc/nsswitch.conf",
@@ -429,7 +434,7 @@ pub fn mount_plan(
     masked_files: &[PathBuf],
 ) -> Vec<MountOp> {
     enum Layer<'a> {
-        Hide(&'a Path, u32, bool),
+        Hide(&'a Path, u32),
         Expose(usize, &'a Exposed),
     }
     let tmp = PathBuf::from("/tmp");
@@ -444,8 +449,8 @@ pub fn mount_plan(
         hides.push((h.as_path(), 0o755, true));
     }
     let mut layers: Vec<(usize, u8, Layer)> = Vec::new();
-    for (p, mode, ro) in &hides {
-        layers.push((p.components().count(), 0, Layer::Hide(p, *mode, *ro)));
+    for (p, mode, _) in &hides {
+        layers.push((p.components().count(), 0, Layer::Hide(p, *mode)));
     }
     let mut ops = vec![MountOp::MakePrivate];
     let mut id = 0;
@@ -470,7 +475,7 @@ pub fn mount_plan(
     let mut tmpfs_done: Vec<&Path> = Vec::new();
     for (_, _, layer) in &layers {
         match layer {
-            Layer::Hide(p, mode, _) => {
+            Layer::Hide(p, mode) => {
                 ops.push(MountOp::Tmpfs {
                     target: p.to_path_buf(),
                     mode: *mode,

@@ -33,7 +33,7 @@ static ALLOWLIST: &[(&str, &str)] = groups! {
     "memory" => [
         brk, mmap, munmap, mremap, mprotect, msync, mincore, madvise, mlock, mlock2, munlock,
         mlockall, munlockall, membarrier, memfd_create, pkey_alloc, pkey_free, pkey_mprotect,
-        map_shadow_stack, mseal,
+        mseal,
     ];
     "processes and threads (clone without namespace flags; clone3 answers ENOSYS)" => [
         clone, fork, vfork, exit, exit_group, wait4, waitid, getpid, getppid, gettid, getpgid,
@@ -83,7 +83,7 @@ static ALWAYS_DENIED: &[(&str, &str)] = groups! {
     ];
     "mounts and filesystems" => [
         mount, umount2, pivot_root, chroot, fsopen, fsconfig, fsmount, fspick, open_tree,
-        move_mount, mount_setattr, open_tree_attr, quotactl, quotactl_fd, name_to_handle_at,
+        move_mount, mount_setattr, quotactl, quotactl_fd, name_to_handle_at,
         open_by_handle_at, mknod, mknodat, swapon, swapoff, fanotify_init, fanotify_mark,
     ];
     "namespaces (clone with CLONE_NEW* flags is denied by argument)" => [
