@@ -10,19 +10,59 @@ use ironclaw_sandbox::{Mode, Violation};
 fn audit_only_blocks_nothing_and_reports_everything() {
     let h = home("aud");
     let key = h.home.join(".ssh/id_ed25519");
-    let (o, _, v) = run(&h.spec("aud", Mode::AuditOnly, grants(&[]), &["read", key.to_str().unwrap()]));
+    let (o, _, v) = run(&h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["read", key.to_str().unwrap()],
+    ));
     assert_eq!(o, "ok PRIVATE KEY");
-    assert!(v.contains(&Violation::Filesystem { path: key.clone(), access: "read".into() }), "{v:?}");
-    let (o, _, v) = run(&h.spec("aud", Mode::AuditOnly, grants(&[]), &["exec", "/bin/sh", "-c", "echo RAN"]));
+    assert!(
+        v.contains(&Violation::Filesystem {
+            path: key.clone(),
+            access: "read".into()
+        }),
+        "{v:?}"
+    );
+    let (o, _, v) = run(&h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["exec", "/bin/sh", "-c", "echo RAN"],
+    ));
     assert_eq!(o, "RAN");
-    assert!(v.contains(&Violation::Exec { path: "/usr/bin/dash".into() }), "{v:?}");
+    assert!(
+        v.contains(&Violation::Exec {
+            path: "/usr/bin/dash".into()
+        }),
+        "{v:?}"
+    );
     let (o, _, v) = run(&h.spec("aud", Mode::AuditOnly, grants(&[]), &["sys", "bpf"]));
     assert_ne!(o, "errno 1", "bpf reached the kernel");
-    assert!(v.contains(&Violation::Syscall { name: "bpf".into() }), "{v:?}");
-    let (_, _, v) = run(&h.spec("aud", Mode::AuditOnly, grants(&[]), &["udp", "192.0.2.1", "53"]));
-    assert!(v.contains(&Violation::Network { host: "192.0.2.1".into(), port: 53 }), "{v:?}");
+    assert!(
+        v.contains(&Violation::Syscall { name: "bpf".into() }),
+        "{v:?}"
+    );
+    let (_, _, v) = run(&h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["udp", "192.0.2.1", "53"],
+    ));
+    assert!(
+        v.contains(&Violation::Network {
+            host: "192.0.2.1".into(),
+            port: 53
+        }),
+        "{v:?}"
+    );
     // Env filtering still applies.
-    let (o, _, _) = run(&h.spec("aud", Mode::AuditOnly, grants(&[]), &["env", "CARGO_MANIFEST_DIR"]));
+    let (o, _, _) = run(&h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["env", "CARGO_MANIFEST_DIR"],
+    ));
     assert_eq!(o, "unset");
 }
 
@@ -30,16 +70,31 @@ fn audit_only_blocks_nothing_and_reports_everything() {
 fn standard_mode_filters_env_and_sets_the_workspace_but_enforces_nothing_in_the_kernel() {
     let h = home("std");
     let ws = h.ws_root.join("skills/std");
-    let mut spec = h.spec("std", Mode::Standard, grants(&["env=IMAP_USER"]), &["env", "IMAP_USER"]);
+    let mut spec = h.spec(
+        "std",
+        Mode::Standard,
+        grants(&["env=IMAP_USER"]),
+        &["env", "IMAP_USER"],
+    );
     spec.env = vec![("IMAP_USER".into(), "u".into())];
     assert_eq!(run(&spec).0, "ok u");
-    let (o, _, _) = run(&h.spec("std", Mode::Standard, grants(&[]), &["env", "CARGO_MANIFEST_DIR"]));
+    let (o, _, _) = run(&h.spec(
+        "std",
+        Mode::Standard,
+        grants(&[]),
+        &["env", "CARGO_MANIFEST_DIR"],
+    ));
     assert_eq!(o, "unset");
     let (o, _, _) = run(&h.spec("std", Mode::Standard, grants(&[]), &["whoami"]));
     assert!(o.ends_with(&ws.display().to_string()), "{o}");
     // Documented: standard mode does not contain a skill that ignores the rules.
     let key = h.home.join(".ssh/id_ed25519");
-    let (o, _, v) = run(&h.spec("std", Mode::Standard, grants(&[]), &["read", key.to_str().unwrap()]));
+    let (o, _, v) = run(&h.spec(
+        "std",
+        Mode::Standard,
+        grants(&[]),
+        &["read", key.to_str().unwrap()],
+    ));
     assert_eq!(o, "ok PRIVATE KEY");
     assert!(v.is_empty());
     let (o, _, _) = run(&h.spec("std", Mode::Standard, grants(&[]), &["caps"]));

@@ -7,7 +7,25 @@ fn main() {}
 
 #[cfg(target_os = "linux")]
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `in-place SKILL_DIR WORKSPACE HOME WORKSPACE_ROOT PROXY_PORT CHECK…`: apply the pod
+    // exec wrapper's policy to this process first.
+    if args.first().map(String::as_str) == Some("in-place") && args.len() > 6 {
+        let policy = ironclaw_sandbox::InPlacePolicy {
+            skill: "probe".into(),
+            skill_dir: args[1].clone().into(),
+            workspace: args[2].clone().into(),
+            home: args[3].clone().into(),
+            workspace_root: args[4].clone().into(),
+            grants: Default::default(),
+            proxy_port: args[5].parse().unwrap_or(0),
+        };
+        if let Err(e) = ironclaw_sandbox::apply_in_place(&policy) {
+            println!("apply failed: {e}");
+            return;
+        }
+        args.drain(..6);
+    }
     let out = linux::run(&args);
     println!("{out}");
 }
@@ -22,7 +40,11 @@ mod linux {
         std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
     }
     fn res(r: i64) -> String {
-        if r < 0 { format!("errno {}", errno()) } else { format!("ok {r}") }
+        if r < 0 {
+            format!("errno {}", errno())
+        } else {
+            format!("ok {r}")
+        }
     }
     fn io_res<T>(r: std::io::Result<T>) -> String {
         match r {
@@ -57,15 +79,27 @@ mod linux {
                     if let Err(e) = std::fs::copy(arg(1), arg(2)) {
                         return format!("copy errno {}", e.raw_os_error().unwrap_or(-1));
                     }
-                    let _ = std::fs::set_permissions(arg(2), std::os::unix::fs::PermissionsExt::from_mode(0o755));
+                    let _ = std::fs::set_permissions(
+                        arg(2),
+                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                    );
                     let p = c(arg(2));
-                    let argv = [p.as_ptr(), c"-c".as_ptr(), c"echo PWNED".as_ptr(), std::ptr::null()];
+                    let argv = [
+                        p.as_ptr(),
+                        c"-c".as_ptr(),
+                        c"echo PWNED".as_ptr(),
+                        std::ptr::null(),
+                    ];
                     libc::execv(p.as_ptr(), argv.as_ptr());
                     format!("errno {}", errno())
                 }
                 "connect" => {
-                    let addr: std::net::SocketAddr = format!("{}:{}", arg(1), arg(2)).parse().unwrap();
-                    match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)) {
+                    let addr: std::net::SocketAddr =
+                        format!("{}:{}", arg(1), arg(2)).parse().unwrap();
+                    match std::net::TcpStream::connect_timeout(
+                        &addr,
+                        std::time::Duration::from_secs(5),
+                    ) {
                         Ok(mut s) => {
                             let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
                             let _ = s.write_all(b"ping\n");
@@ -82,11 +116,15 @@ mod linux {
                         Ok(mut it) => match it.next() {
                             Some(addr) => match std::net::TcpStream::connect(addr) {
                                 Ok(mut s) => {
-                                    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                                    let _ =
+                                        s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
                                     let _ = s.write_all(b"ping\n");
                                     let mut buf = [0u8; 64];
                                     let n = s.read(&mut buf).unwrap_or(0);
-                                    format!("ok {addr} {}", String::from_utf8_lossy(&buf[..n]).trim())
+                                    format!(
+                                        "ok {addr} {}",
+                                        String::from_utf8_lossy(&buf[..n]).trim()
+                                    )
                                 }
                                 Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(-1)),
                             },
@@ -127,7 +165,12 @@ mod linux {
                     }
                     let bin = std::fs::read(arg(1)).unwrap_or_default();
                     libc::write(fd, bin.as_ptr().cast(), bin.len());
-                    let argv = [c"sh".as_ptr(), c"-c".as_ptr(), c"echo PWNED".as_ptr(), std::ptr::null()];
+                    let argv = [
+                        c"sh".as_ptr(),
+                        c"-c".as_ptr(),
+                        c"echo PWNED".as_ptr(),
+                        std::ptr::null(),
+                    ];
                     let envp = [std::ptr::null::<libc::c_char>()];
                     libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
                     format!("exec errno {}", errno())
@@ -140,19 +183,31 @@ mod linux {
                     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
                     let v: Vec<&str> = s
                         .lines()
-                        .filter(|l| l.starts_with("Cap") || l.starts_with("NoNewPrivs") || l.starts_with("Seccomp:"))
+                        .filter(|l| {
+                            l.starts_with("Cap")
+                                || l.starts_with("NoNewPrivs")
+                                || l.starts_with("Seccomp:")
+                        })
                         .collect();
                     format!("ok {}", v.join(";").replace('\t', " "))
                 }
                 "fds" => {
                     let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
-                        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                        .map(|rd| {
+                            rd.flatten()
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
                         .unwrap_or_default();
                     v.sort();
                     format!("ok {}", v.join(","))
                 }
                 "session" => format!("ok {}", i32::from(libc::getsid(0) == libc::getpid())),
-                "whoami" => format!("ok {} {}", libc::getuid(), std::env::current_dir().unwrap().display()),
+                "whoami" => format!(
+                    "ok {} {}",
+                    libc::getuid(),
+                    std::env::current_dir().unwrap().display()
+                ),
                 "sys" => sys(arg(1), arg(2)),
                 other => format!("unknown check {other:?}"),
             }
@@ -168,23 +223,44 @@ mod linux {
                 "ptrace" => libc::ptrace(libc::PTRACE_ATTACH, target, 0, 0),
                 "unshare" => libc::unshare(libc::CLONE_NEWUSER) as i64,
                 "setns" => libc::setns(0, 0) as i64,
-                "mount" => libc::mount(c"none".as_ptr(), c"/tmp".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) as i64,
+                "mount" => libc::mount(
+                    c"none".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) as i64,
                 "umount" => libc::umount2(c"/tmp".as_ptr(), 0) as i64,
                 "bpf" => libc::syscall(libc::SYS_bpf, 0, 0, 0),
                 "perf_event_open" => libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0),
                 "keyctl" => libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0),
-                "add_key" => libc::syscall(libc::SYS_add_key, c"user".as_ptr(), c"k".as_ptr(), 0, 0, 0),
+                "add_key" => {
+                    libc::syscall(libc::SYS_add_key, c"user".as_ptr(), c"k".as_ptr(), 0, 0, 0)
+                }
                 "userfaultfd" => libc::syscall(libc::SYS_userfaultfd, 0),
                 "io_uring_setup" => libc::syscall(libc::SYS_io_uring_setup, 1, 0),
                 "kexec_load" => libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0),
                 "init_module" => libc::syscall(libc::SYS_init_module, 0, 0, 0),
                 "personality" => libc::personality(0x0040000) as i64,
                 "clone3" => libc::syscall(libc::SYS_clone3, 0, 0),
-                "clone_newuser" => libc::syscall(libc::SYS_clone, libc::CLONE_NEWUSER as i64 | libc::SIGCHLD as i64, 0, 0, 0, 0),
+                "clone_newuser" => libc::syscall(
+                    libc::SYS_clone,
+                    libc::CLONE_NEWUSER as i64 | libc::SIGCHLD as i64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ),
                 "process_vm_readv" => {
                     let mut b = [0u8; 8];
-                    let l = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: 8 };
-                    let r = libc::iovec { iov_base: 0x1000 as *mut libc::c_void, iov_len: 8 };
+                    let l = libc::iovec {
+                        iov_base: b.as_mut_ptr().cast(),
+                        iov_len: 8,
+                    };
+                    let r = libc::iovec {
+                        iov_base: 0x1000 as *mut libc::c_void,
+                        iov_len: 8,
+                    };
                     libc::process_vm_readv(target, &l, 1, &r, 1, 0) as i64
                 }
                 "pidfd_getfd" => libc::syscall(libc::SYS_pidfd_getfd, 0, 0, 0),
@@ -192,6 +268,10 @@ mod linux {
                 other => return format!("unknown syscall {other}"),
             }
         };
-        if r < 0 { format!("errno {}", errno()) } else { format!("ok {r}") }
+        if r < 0 {
+            format!("errno {}", errno())
+        } else {
+            format!("ok {r}")
+        }
     }
 }

@@ -122,7 +122,10 @@ pub fn compile(rules: &[SyscallRule], answers: Answers) -> Result<Vec<libc::sock
     if !cfg!(target_arch = "x86_64") {
         return Err(format!("no syscall table for {}", std::env::consts::ARCH));
     }
-    let mut a = Asm { ins: Vec::new(), labels: 0 };
+    let mut a = Asm {
+        ins: Vec::new(),
+        labels: 0,
+    };
     let deny = a.label();
     let kill = a.label();
     let mut entries: Vec<(u32, usize, &SyscallRule)> = Vec::new();
@@ -234,25 +237,65 @@ mod tests {
         assert_eq!(run(&plain, x, nr("ptrace"), z), RET_ERRNO | 1);
         assert_eq!(run(&sup, x, nr("clone3"), z), RET_ERRNO | 38);
         // socket: inet stream/dgram only.
-        assert_eq!(run(&plain, x, nr("socket"), [2, 1 | 0x80000, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&plain, x, nr("socket"), [2, 1 | 0x80000, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
         assert_eq!(run(&plain, x, nr("socket"), [10, 2, 0, 0, 0, 0]), RET_ALLOW);
         for (d, t) in [(1u64, 1u64), (16, 3), (17, 3), (2, 3), (10, 3), (2, 10)] {
-            assert_eq!(run(&plain, x, nr("socket"), [d, t, 0, 0, 0, 0]), RET_ERRNO | 1, "{d}/{t}");
+            assert_eq!(
+                run(&plain, x, nr("socket"), [d, t, 0, 0, 0, 0]),
+                RET_ERRNO | 1,
+                "{d}/{t}"
+            );
         }
         // clone with namespace flags, ioctl TIOCSTI, personality changes, exec memfds.
-        assert_eq!(run(&plain, x, nr("clone"), [0x11, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&plain, x, nr("clone"), [0x1000_0011, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
-        assert_eq!(run(&plain, x, nr("ioctl"), [0, 0x5412, 0, 0, 0, 0]), RET_ERRNO | 1);
-        assert_eq!(run(&plain, x, nr("ioctl"), [0, 0x5401, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&plain, x, nr("personality"), [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&plain, x, nr("personality"), [0x0040_0000, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
-        assert_eq!(run(&plain, x, nr("memfd_create"), [0, 1, 0, 0, 0, 0]), RET_ERRNO | 1);
-        assert_eq!(run(&plain, x, nr("memfd_create"), [0, 9, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&plain, x, nr("clone"), [0x11, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&plain, x, nr("clone"), [0x1000_0011, 0, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("ioctl"), [0, 0x5412, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("ioctl"), [0, 0x5401, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&plain, x, nr("personality"), [0xffff_ffff, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&plain, x, nr("personality"), [0x0040_0000, 0, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("memfd_create"), [0, 1, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("memfd_create"), [0, 9, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
         // fstat stays off the supervisor; sendto without an address too.
-        assert_eq!(run(&sup, x, nr("newfstatat"), [3, 0, 0, 0x1000, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&sup, x, nr("newfstatat"), [3, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(
+            run(&sup, x, nr("newfstatat"), [3, 0, 0, 0x1000, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&sup, x, nr("newfstatat"), [3, 0, 0, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
         assert_eq!(run(&sup, x, nr("sendto"), z), RET_ALLOW);
-        assert_eq!(run(&sup, x, nr("sendto"), [3, 0, 0, 0, 0x7fff_0000_0000, 0]), RET_USER_NOTIF);
+        assert_eq!(
+            run(&sup, x, nr("sendto"), [3, 0, 0, 0, 0x7fff_0000_0000, 0]),
+            RET_USER_NOTIF
+        );
         // Unknown numbers, x32 and foreign architectures.
         assert_eq!(run(&plain, x, 999, z), RET_ERRNO | 1);
         assert_eq!(run(&plain, x, 0x4000_0000 | nr("getpid"), z), RET_ERRNO | 1);
@@ -280,7 +323,11 @@ mod tests {
                 _ => unreachable!(),
             }
         }
-        assert!(steps < 40, "{steps} instructions for getpid in a {}-instruction filter", prog.len());
+        assert!(
+            steps < 40,
+            "{steps} instructions for getpid in a {}-instruction filter",
+            prog.len()
+        );
         assert!(prog.len() > 300);
     }
 

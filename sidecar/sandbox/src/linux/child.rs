@@ -145,7 +145,12 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
-unsafe fn setattr(dfd: RawFd, path: *const libc::c_char, flags: libc::c_uint, set: u64) -> libc::c_long {
+unsafe fn setattr(
+    dfd: RawFd,
+    path: *const libc::c_char,
+    flags: libc::c_uint,
+    set: u64,
+) -> libc::c_long {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: 0,
@@ -166,7 +171,9 @@ unsafe fn setattr(dfd: RawFd, path: *const libc::c_char, flags: libc::c_uint, se
 }
 
 unsafe fn clone_tree(path: *const libc::c_char, recursive: bool) -> libc::c_long {
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: path is a valid C string.
     unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path, flags) }
 }
@@ -194,13 +201,19 @@ impl ChildPlan {
         unsafe {
             check(libc::setsid() as libc::c_long, c, 0)?;
             check(
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC),
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ),
                 c,
                 1,
             )?;
             if self.namespaces {
                 check(
-                    libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET) as libc::c_long,
+                    libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET)
+                        as libc::c_long,
                     c,
                     2,
                 )?;
@@ -215,15 +228,33 @@ impl ChildPlan {
                 self.run_mounts()?;
                 self.run_net()?;
             }
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long, c, 7)?;
+            check(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
+                c,
+                7,
+            )?;
             if self.drop_caps {
                 // No root magic at exec, no ambient capabilities, locked.
-                check(libc::prctl(libc::PR_SET_SECUREBITS, 0xEF, 0, 0, 0) as libc::c_long, c, 8)?;
+                check(
+                    libc::prctl(libc::PR_SET_SECUREBITS, 0xEF, 0, 0, 0) as libc::c_long,
+                    c,
+                    8,
+                )?;
                 for cap in 0..=self.cap_last {
-                    check(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) as libc::c_long, c, 8)?;
+                    check(
+                        libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) as libc::c_long,
+                        c,
+                        8,
+                    )?;
                 }
                 check(
-                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) as libc::c_long,
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                        0,
+                        0,
+                        0,
+                    ) as libc::c_long,
                     c,
                     8,
                 )?;
@@ -256,7 +287,12 @@ impl ChildPlan {
                     0
                 };
                 let r = check(
-                    libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &prog),
+                    libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        flags,
+                        &prog,
+                    ),
                     c,
                     11,
                 )?;
@@ -299,7 +335,16 @@ impl ChildPlan {
                     }
                     COp::Clone { id, path, attr } => {
                         let fd = check(clone_tree(path.as_ptr(), true), c, 4)? as RawFd;
-                        check(setattr(fd, c"".as_ptr(), libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE, *attr), c, 4)?;
+                        check(
+                            setattr(
+                                fd,
+                                c"".as_ptr(),
+                                libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
+                                *attr,
+                            ),
+                            c,
+                            4,
+                        )?;
                         if let Some(slot) = self.clones.get_mut(*id) {
                             *slot = fd;
                         }
@@ -347,7 +392,10 @@ impl ChildPlan {
                                 fd,
                                 c"".as_ptr(),
                                 libc::AT_EMPTY_PATH as u32,
-                                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
+                                MOUNT_ATTR_RDONLY
+                                    | MOUNT_ATTR_NOEXEC
+                                    | MOUNT_ATTR_NODEV
+                                    | MOUNT_ATTR_NOSUID,
                             ),
                             c,
                             4,
@@ -359,7 +407,11 @@ impl ChildPlan {
                         check(libc::unlink(p.as_ptr()) as libc::c_long, c, 4)?;
                     }
                     COp::Readonly(p) => {
-                        check(setattr(libc::AT_FDCWD, p.as_ptr(), 0, MOUNT_ATTR_RDONLY), c, 4)?;
+                        check(
+                            setattr(libc::AT_FDCWD, p.as_ptr(), 0, MOUNT_ATTR_RDONLY),
+                            c,
+                            4,
+                        )?;
                     }
                 }
             }
@@ -372,20 +424,30 @@ impl ChildPlan {
         // SAFETY: raw socket syscalls on prepared data.
         unsafe {
             let s = check(
-                libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) as libc::c_long,
+                libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+                    as libc::c_long,
                 c,
                 5,
             )? as RawFd;
             let mut ifr: libc::ifreq = std::mem::zeroed();
             ifr.ifr_name[0] = b'l' as libc::c_char;
             ifr.ifr_name[1] = b'o' as libc::c_char;
-            check(libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) as libc::c_long, c, 5)?;
+            check(
+                libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) as libc::c_long,
+                c,
+                5,
+            )?;
             ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            check(libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) as libc::c_long, c, 5)?;
+            check(
+                libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) as libc::c_long,
+                c,
+                5,
+            )?;
             libc::close(s);
             for (i, addr) in self.listeners.iter().enumerate() {
                 let fd = check(
-                    libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) as libc::c_long,
+                    libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+                        as libc::c_long,
                     c,
                     6,
                 )? as RawFd;
@@ -453,7 +515,11 @@ impl ChildPlan {
                 (*cm).cmsg_len = libc::CMSG_LEN((n * std::mem::size_of::<RawFd>()) as u32) as usize;
                 std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cm).cast::<RawFd>(), n);
             }
-            check(libc::sendmsg(c, &msg, libc::MSG_NOSIGNAL) as libc::c_long, c, 12)?;
+            check(
+                libc::sendmsg(c, &msg, libc::MSG_NOSIGNAL) as libc::c_long,
+                c,
+                12,
+            )?;
         }
         Ok(())
     }

@@ -76,7 +76,9 @@ impl Ruleset {
         }
         let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
         // SAFETY: the kernel returned a new file descriptor we own.
-        Ok(Ruleset { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Ruleset {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     pub fn raw(&self) -> RawFd {

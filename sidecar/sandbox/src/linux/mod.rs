@@ -92,7 +92,10 @@ pub struct StdioSpec {
 pub fn harden_supervisor() -> Result<(), SandboxError> {
     // SAFETY: plain prctl.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
-        return Err(SandboxError::io("prctl(PR_SET_DUMPABLE, 0)", io::Error::last_os_error()));
+        return Err(SandboxError::io(
+            "prctl(PR_SET_DUMPABLE, 0)",
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -110,7 +113,16 @@ pub fn probe() -> Result<KernelSupport, SandboxError> {
     k.seccomp_filter = avail(bpf::RET_ERRNO) && avail(bpf::RET_ALLOW);
     k.seccomp_user_notif = avail(bpf::RET_USER_NOTIF);
     // SAFETY: a bad fd distinguishes "exists" (EBADF) from ENOSYS.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, c"".as_ptr(), 0u32, std::ptr::null::<u8>(), 0usize) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0u32,
+            std::ptr::null::<u8>(),
+            0usize,
+        )
+    };
     k.mount_api = !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS));
     // SAFETY: the child only calls unshare and _exit (async-signal-safe).
     unsafe {
@@ -124,7 +136,10 @@ pub fn probe() -> Result<KernelSupport, SandboxError> {
             libc::waitpid(pid, &mut st, 0);
             k.namespaces = libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0;
         } else {
-            return Err(SandboxError::io("fork for the namespace probe", io::Error::last_os_error()));
+            return Err(SandboxError::io(
+                "fork for the namespace probe",
+                io::Error::last_os_error(),
+            ));
         }
     }
     Ok(k)
@@ -143,7 +158,10 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
         .first()
         .ok_or_else(|| SandboxError::spec("argv", "empty: the entrypoint is missing"))?;
     if !Path::new(first).is_absolute() {
-        return Err(SandboxError::spec("argv", format!("argv[0] {first:?} is not an absolute path")));
+        return Err(SandboxError::spec(
+            "argv",
+            format!("argv[0] {first:?} is not an absolute path"),
+        ));
     }
     for (field, p) in [
         ("skill_dir", &spec.skill_dir),
@@ -152,7 +170,10 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
         ("workspace_root", &spec.workspace_root),
     ] {
         if !p.is_absolute() {
-            return Err(SandboxError::spec(field, format!("{} is not an absolute path", p.display())));
+            return Err(SandboxError::spec(
+                field,
+                format!("{} is not an absolute path", p.display()),
+            ));
         }
     }
     if !spec.skill_dir.is_dir() {
@@ -163,14 +184,18 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
     }
     for h in &spec.hidden_paths {
         if !h.is_absolute() {
-            return Err(SandboxError::spec("hidden_paths", format!("{} is not an absolute path", h.display())));
+            return Err(SandboxError::spec(
+                "hidden_paths",
+                format!("{} is not an absolute path", h.display()),
+            ));
         }
     }
     Ok(())
 }
 
 fn make_workspace(ws: &Path) -> Result<(), SandboxError> {
-    std::fs::create_dir_all(ws).map_err(|e| SandboxError::io(format!("creating workspace {}", ws.display()), e))?;
+    std::fs::create_dir_all(ws)
+        .map_err(|e| SandboxError::io(format!("creating workspace {}", ws.display()), e))?;
     std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| SandboxError::io(format!("chmod 0700 {}", ws.display()), e))
 }
@@ -179,7 +204,9 @@ fn make_workspace(ws: &Path) -> Result<(), SandboxError> {
 fn scan_system() -> (Vec<SeenFile>, Vec<(u64, u64)>) {
     let mut seen = Vec::new();
     for d in policy::EXEC_DIRS {
-        let Ok(rd) = std::fs::read_dir(d) else { continue };
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let Ok(md) = e.metadata() else { continue };
             if !md.file_type().is_file() {
@@ -219,10 +246,14 @@ fn scan_system() -> (Vec<SeenFile>, Vec<(u64, u64)>) {
 
 /// ELF interpreters, which the kernel opens for execution for every dynamic program.
 fn interpreters() -> Vec<PathBuf> {
-    ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-musl-x86_64.so.1"]
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect()
+    [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/ld-linux-aarch64.so.1",
+        "/lib/ld-musl-x86_64.so.1",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .collect()
 }
 
 fn canon(p: &Path) -> PathBuf {
@@ -235,7 +266,12 @@ fn to_cops(ops: &[MountOp]) -> Result<(Vec<COp>, usize), SandboxError> {
     for op in ops {
         out.push(match op {
             MountOp::MakePrivate => COp::MakePrivate,
-            MountOp::Clone { id, path, noexec, rdonly } => {
+            MountOp::Clone {
+                id,
+                path,
+                noexec,
+                rdonly,
+            } => {
                 clones = clones.max(id + 1);
                 let mut attr = child::MOUNT_ATTR_NOSUID | child::MOUNT_ATTR_NODEV;
                 if *noexec {
@@ -244,7 +280,11 @@ fn to_cops(ops: &[MountOp]) -> Result<(Vec<COp>, usize), SandboxError> {
                 if *rdonly {
                     attr |= child::MOUNT_ATTR_RDONLY;
                 }
-                COp::Clone { id: *id, path: cstr(path, "filesystem")?, attr }
+                COp::Clone {
+                    id: *id,
+                    path: cstr(path, "filesystem")?,
+                    attr,
+                }
             }
             MountOp::Tmpfs { target, mode } => COp::Tmpfs {
                 target: cstr(target, "hidden_paths")?,
@@ -252,9 +292,18 @@ fn to_cops(ops: &[MountOp]) -> Result<(Vec<COp>, usize), SandboxError> {
                     .map_err(|e| SandboxError::Setup(e.to_string()))?,
             },
             MountOp::Mkdir(p) => COp::Mkdir(cstr(p, "filesystem")?),
-            MountOp::Attach { id, target } => COp::Attach { id: *id, target: cstr(target, "filesystem")? },
-            MountOp::WriteFile { path, contents } => COp::WriteFile { path: cstr(path, "network")?, contents: contents.clone() },
-            MountOp::BindFile { src, target } => COp::BindFile { src: cstr(src, "filesystem")?, target: cstr(target, "filesystem")? },
+            MountOp::Attach { id, target } => COp::Attach {
+                id: *id,
+                target: cstr(target, "filesystem")?,
+            },
+            MountOp::WriteFile { path, contents } => COp::WriteFile {
+                path: cstr(path, "network")?,
+                contents: contents.clone(),
+            },
+            MountOp::BindFile { src, target } => COp::BindFile {
+                src: cstr(src, "filesystem")?,
+                target: cstr(target, "filesystem")?,
+            },
             MountOp::Unlink(p) => COp::Unlink(cstr(p, "filesystem")?),
             MountOp::Readonly(p) => COp::Readonly(cstr(p, "hidden_paths")?),
         });
@@ -280,8 +329,14 @@ fn cap_last() -> u32 {
 
 /// What the control socket delivered.
 enum Control {
-    Fds { notif: Option<OwnedFd>, listeners: Vec<OwnedFd> },
-    Failed { step: usize, errno: i32 },
+    Fds {
+        notif: Option<OwnedFd>,
+        listeners: Vec<OwnedFd>,
+    },
+    Failed {
+        step: usize,
+        errno: i32,
+    },
 }
 
 fn recv_control(sock: &OwnedFd) -> Option<Control> {
@@ -321,7 +376,10 @@ fn recv_control(sock: &OwnedFd) -> Option<Control> {
             child::MSG_FDS => {
                 let mut it = fds.into_iter();
                 let notif = if header[1] == 1 { it.next() } else { None };
-                Some(Control::Fds { notif, listeners: it.collect() })
+                Some(Control::Fds {
+                    notif,
+                    listeners: it.collect(),
+                })
             }
             child::MSG_ERR => Some(Control::Failed {
                 step: header[1] as usize,
@@ -335,9 +393,19 @@ fn recv_control(sock: &OwnedFd) -> Option<Control> {
 fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds is a 2-element array.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     if r < 0 {
-        return Err(SandboxError::io("socketpair for the sandbox control channel", io::Error::last_os_error()));
+        return Err(SandboxError::io(
+            "socketpair for the sandbox control channel",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: two new descriptors we own.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -366,8 +434,14 @@ pub fn spawn_with(
     let supervised = spec.mode != Mode::Standard;
     let tmp = PathBuf::from("/tmp");
     let net = strict.then(|| policy::net_plan(&spec.grants));
-    if net.as_ref().is_some_and(|n| n.forwards.len() + 2 > child::MAX_FDS) {
-        return Err(SandboxError::spec("grants.network", format!("more than {} host:port grants", child::MAX_FDS - 2)));
+    if net
+        .as_ref()
+        .is_some_and(|n| n.forwards.len() + 2 > child::MAX_FDS)
+    {
+        return Err(SandboxError::spec(
+            "grants.network",
+            format!("more than {} host:port grants", child::MAX_FDS - 2),
+        ));
     }
     let env = policy::env_plan(
         &spec.env,
@@ -390,11 +464,19 @@ pub fn spawn_with(
         Some(&tmp),
         &exec,
     );
-    let hidden: Vec<PathBuf> = spec.hidden_paths.iter().filter(|h| h.exists()).map(|h| canon(h)).collect();
+    let hidden: Vec<PathBuf> = spec
+        .hidden_paths
+        .iter()
+        .filter(|h| h.exists())
+        .map(|h| canon(h))
+        .collect();
     let masked: Vec<PathBuf> = if spec.grants.shell {
         Vec::new()
     } else {
-        seen.iter().filter(|f| shells.contains(&f.id)).map(|f| f.path.clone()).collect()
+        seen.iter()
+            .filter(|f| shells.contains(&f.id))
+            .map(|f| f.path.clone())
+            .collect()
     };
 
     let mut plan = ChildPlan {
@@ -417,17 +499,31 @@ pub fn spawn_with(
     if strict {
         // SAFETY: getters without side effects.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        plan.maps = Some((format!("{uid} {uid} 1\n").into_bytes(), format!("{gid} {gid} 1\n").into_bytes()));
-        let exposed = policy::exposed_paths(&spec.skill_dir, &spec.workspace, &spec.home, &spec.workspace_root, &spec.grants)
-            .into_iter()
-            .filter(|e| e.path.exists())
-            .collect::<Vec<_>>();
-        let netp = net.as_ref().ok_or_else(|| SandboxError::Setup("network plan missing".into()))?;
+        plan.maps = Some((
+            format!("{uid} {uid} 1\n").into_bytes(),
+            format!("{gid} {gid} 1\n").into_bytes(),
+        ));
+        let exposed = policy::exposed_paths(
+            &spec.skill_dir,
+            &spec.workspace,
+            &spec.home,
+            &spec.workspace_root,
+            &spec.grants,
+        )
+        .into_iter()
+        .filter(|e| e.path.exists())
+        .collect::<Vec<_>>();
+        let netp = net
+            .as_ref()
+            .ok_or_else(|| SandboxError::Setup("network plan missing".into()))?;
         let ops = policy::mount_plan(&exposed, &hidden, true, Some(&netp.hosts_file), &masked);
         let (cops, nclones) = to_cops(&ops)?;
         plan.ops = cops;
         plan.clones = vec![-1; nclones];
-        plan.listeners = std::iter::once(netp.proxy).chain(netp.forwards.iter().map(|(_, a)| *a)).map(sockaddr).collect();
+        plan.listeners = std::iter::once(netp.proxy)
+            .chain(netp.forwards.iter().map(|(_, a)| *a))
+            .map(sockaddr)
+            .collect();
         plan.listener_fds = vec![-1; plan.listeners.len()];
 
         let rs = landlock::Ruleset::new(
@@ -438,11 +534,14 @@ pub fn spawn_with(
         .map_err(|e| SandboxError::io("landlock_create_ruleset", e))?;
         for r in &rules {
             if r.path == tmp || r.path == Path::new("/etc/hosts") {
-                plan.child_rules.push((cstr(&r.path, "filesystem")?, r.access.0));
+                plan.child_rules
+                    .push((cstr(&r.path, "filesystem")?, r.access.0));
                 continue;
             }
             rs.add_path(&cstr(&r.path, "filesystem")?, r.access.0)
-                .map_err(|e| SandboxError::io(format!("Landlock rule for {}", r.path.display()), e))?;
+                .map_err(|e| {
+                    SandboxError::io(format!("Landlock rule for {}", r.path.display()), e)
+                })?;
         }
         let mut ports: Vec<u16> = vec![netp.proxy.port()];
         ports.extend(netp.forwards.iter().map(|(_, a)| a.port()));
@@ -456,8 +555,11 @@ pub fn spawn_with(
         ruleset_keep = Some(rs);
     }
     if supervised {
-        plan.filter = bpf::compile(&policy::syscalls::rule_table(), bpf::Answers { supervised: true })
-            .map_err(SandboxError::Setup)?;
+        plan.filter = bpf::compile(
+            &policy::syscalls::rule_table(),
+            bpf::Answers { supervised: true },
+        )
+        .map_err(SandboxError::Setup)?;
     }
 
     let (parent_sock, child_sock) = socketpair()?;
@@ -466,7 +568,14 @@ pub fn spawn_with(
     // Supervisor policy: resolved (canonical) paths, as the supervisor resolves symlinks.
     let sup_rules: Vec<policy::FsRule> = rules
         .iter()
-        .map(|r| policy::FsRule { path: if r.path == tmp { r.path.clone() } else { canon(&r.path) }, access: r.access })
+        .map(|r| policy::FsRule {
+            path: if r.path == tmp {
+                r.path.clone()
+            } else {
+                canon(&r.path)
+            },
+            access: r.access,
+        })
         .collect();
     let mut sup_hidden = hidden.clone();
     sup_hidden.extend(masked.iter().cloned());
@@ -499,7 +608,9 @@ pub fn spawn_with(
 
     let argv0 = spec.argv[0].clone();
     let mut cmd = Command::new(&argv0);
-    cmd.args(&spec.argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(s) = stdio.stdin {
         cmd.stdin(s);
     }
@@ -539,7 +650,11 @@ pub fn spawn_with(
                 io::Error::from_raw_os_error(errno)
             )));
         }
-        Err(_) => return Err(SandboxError::Setup("the sandboxed child did not report its descriptors".into())),
+        Err(_) => {
+            return Err(SandboxError::Setup(
+                "the sandboxed child did not report its descriptors".into(),
+            ));
+        }
     };
     let network = match &net {
         Some(plan) => Some(network_from(plan, listeners)?),
@@ -561,9 +676,19 @@ fn network_from(plan: &NetPlan, listeners: Vec<OwnedFd>) -> Result<Network, Sand
         )));
     }
     let mut it = listeners.into_iter().map(TcpListener::from);
-    let http_proxy = it.next().ok_or_else(|| SandboxError::Setup("no proxy listener".into()))?;
-    let forwards = plan.forwards.iter().map(|(g, _)| g.clone()).zip(it).collect();
-    Ok(Network { http_proxy, forwards })
+    let http_proxy = it
+        .next()
+        .ok_or_else(|| SandboxError::Setup("no proxy listener".into()))?;
+    let forwards = plan
+        .forwards
+        .iter()
+        .map(|(g, _)| g.clone())
+        .zip(it)
+        .collect();
+    Ok(Network {
+        http_proxy,
+        forwards,
+    })
 }
 
 /// For the in-pod exec wrapper: restricts the calling process (and what it execs) with
@@ -581,7 +706,10 @@ pub fn apply_in_place(policy_in: &InPlacePolicy) -> Result<(), SandboxError> {
         missing.push("seccomp-bpf filters".into());
     }
     if !policy::syscalls::arch_supported() {
-        missing.push(format!("a seccomp syscall table for {}", std::env::consts::ARCH));
+        missing.push(format!(
+            "a seccomp syscall table for {}",
+            std::env::consts::ARCH
+        ));
     }
     if !missing.is_empty() {
         return Err(SandboxError::Unsupported { missing });
@@ -610,8 +738,11 @@ pub fn apply_in_place(policy_in: &InPlacePolicy) -> Result<(), SandboxError> {
     }
     rs.add_port(policy_in.proxy_port, landlock::NET_CONNECT_TCP)
         .map_err(|e| SandboxError::io("Landlock TCP rule for the proxy port", e))?;
-    let mut filter = bpf::compile(&policy::syscalls::rule_table(), bpf::Answers { supervised: false })
-        .map_err(SandboxError::Setup)?;
+    let mut filter = bpf::compile(
+        &policy::syscalls::rule_table(),
+        bpf::Answers { supervised: false },
+    )
+    .map_err(SandboxError::Setup)?;
     let last = cap_last();
     // SAFETY: prctl/capset/seccomp on prepared data; failures are reported.
     unsafe {
@@ -625,16 +756,31 @@ pub fn apply_in_place(policy_in: &InPlacePolicy) -> Result<(), SandboxError> {
         for cap in 0..=last {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         if child::capset_none() < 0 {
             return Err(os("capset (drop all capabilities)"));
         }
-        landlock::restrict_self(rs.raw()).map_err(|e| SandboxError::io("landlock_restrict_self", e))?;
-        let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
-        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, libc::SECCOMP_FILTER_FLAG_TSYNC, &prog) < 0 {
+        landlock::restrict_self(rs.raw())
+            .map_err(|e| SandboxError::io("landlock_restrict_self", e))?;
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_mut_ptr(),
+        };
+        if libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &prog,
+        ) < 0
+        {
             return Err(os("seccomp(SECCOMP_SET_MODE_FILTER)"));
         }
     }
     Ok(())
 }
-

@@ -220,7 +220,13 @@ fn open_kind(flags: u64) -> AccessKind {
 }
 
 fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn ViolationSink) -> Answer {
-    let deny = |e: i32| if policy.enforce { Answer::Errno(e) } else { Answer::Continue };
+    let deny = |e: i32| {
+        if policy.enforce {
+            Answer::Errno(e)
+        } else {
+            Answer::Continue
+        }
+    };
     let nr = libc::c_long::from(req.data.nr);
     let name = sysnr::name(nr).unwrap_or("unknown");
     let args = req.data.args;
@@ -252,7 +258,21 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
                 return Answer::Errno(libc::ENOENT);
             }
             let dirfd = da.map(|i| args[i] as i32);
-            let follow = !matches!(name, "lstat" | "readlink" | "readlinkat" | "lchown" | "unlink" | "unlinkat" | "rmdir" | "rename" | "renameat" | "renameat2" | "symlink" | "symlinkat");
+            let follow = !matches!(
+                name,
+                "lstat"
+                    | "readlink"
+                    | "readlinkat"
+                    | "lchown"
+                    | "unlink"
+                    | "unlinkat"
+                    | "rmdir"
+                    | "rename"
+                    | "renameat"
+                    | "renameat2"
+                    | "symlink"
+                    | "symlinkat"
+            );
             let path = resolve(pid, dirfd, &raw, follow);
             // A path that exists neither for the skill nor on the host fails with ENOENT by
             // itself; reporting it would only count a program's search path as violations.
@@ -276,14 +296,22 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
         return Answer::Continue;
     }
     if name == "connect" || name == "sendto" {
-        let (ptr, len) = if name == "connect" { (args[1], args[2]) } else { (args[4], args[5]) };
+        let (ptr, len) = if name == "connect" {
+            (args[1], args[2])
+        } else {
+            (args[4], args[5])
+        };
         let mut buf = [0u8; 128];
         let len = (len as usize).min(buf.len());
         let n = read_mem(pid, ptr, &mut buf[..len]);
         if !id_valid(fd, req.id) {
             return Answer::Errno(libc::ENOENT);
         }
-        let family = if n >= 2 { u16::from_ne_bytes([buf[0], buf[1]]) } else { 0 };
+        let family = if n >= 2 {
+            u16::from_ne_bytes([buf[0], buf[1]])
+        } else {
+            0
+        };
         let dest = match i32::from(family) {
             libc::AF_INET if n >= 8 => Some((
                 IpAddr::V4(Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7])),
@@ -292,7 +320,10 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
             libc::AF_INET6 if n >= 24 => {
                 let mut a = [0u8; 16];
                 a.copy_from_slice(&buf[8..24]);
-                Some((IpAddr::V6(Ipv6Addr::from(a)), u16::from_be_bytes([buf[2], buf[3]])))
+                Some((
+                    IpAddr::V6(Ipv6Addr::from(a)),
+                    u16::from_be_bytes([buf[2], buf[3]]),
+                ))
             }
             libc::AF_UNIX => {
                 let end = buf[2..n].iter().position(|b| *b == 0).map_or(n, |z| z + 2);
@@ -330,7 +361,11 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
             libc::AF_INET6 => "AF_INET6".to_string(),
             n => format!("family {n}"),
         };
-        let raw = if args[1] as i32 & 0xf == libc::SOCK_RAW { ", SOCK_RAW" } else { "" };
+        let raw = if args[1] as i32 & 0xf == libc::SOCK_RAW {
+            ", SOCK_RAW"
+        } else {
+            ""
+        };
         format!("socket({fam}{raw})")
     } else if name == "ioctl" {
         match args[1] as u32 {
@@ -362,7 +397,8 @@ fn fs_ok(policy: &Policy, pid: u32, path: &Path, kind: AccessKind) -> bool {
 }
 
 fn exists(pid: u32, path: &Path) -> bool {
-    let inside = PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
+    let inside =
+        PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
     std::fs::symlink_metadata(inside).is_ok() || std::fs::symlink_metadata(path).is_ok()
 }
 

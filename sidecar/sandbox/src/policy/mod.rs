@@ -456,7 +456,7 @@ pub fn mount_plan(
     let mut id = 0;
     let mut kept: Vec<&Exposed> = Vec::new();
     for e in exposed {
-        if hidden.iter().any(|h| *h == e.path) || kept.iter().any(|k| k.path == e.path) {
+        if hidden.contains(&e.path) || kept.iter().any(|k| k.path == e.path) {
             continue;
         }
         kept.push(e);

@@ -28,7 +28,10 @@ pub struct Home {
 
 pub fn home(skill: &str) -> Home {
     // Not under /tmp: the skill gets a private /tmp, so a home there would be invisible anyway.
-    let tmp = tempfile::Builder::new().prefix("ironclaw-sbx").tempdir_in("/var/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("ironclaw-sbx")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let home = tmp.path().join("home");
     let ironclaw = home.join(".ironclaw");
     let ws_root = ironclaw.join("workspace");
@@ -43,7 +46,14 @@ pub fn home(skill: &str) -> Home {
     std::fs::write(ironclaw.join("ironclaw.json"), "{\"config\":1}").unwrap();
     let probe = skill_dir.join("probe");
     std::fs::copy(env!("CARGO_BIN_EXE_ironclaw-sandbox-probe"), &probe).unwrap();
-    Home { tmp, home, ironclaw, ws_root, skill_dir, probe }
+    Home {
+        tmp,
+        home,
+        ironclaw,
+        ws_root,
+        skill_dir,
+        probe,
+    }
 }
 
 impl Home {
