@@ -108,6 +108,36 @@ impl Ruleset {
         Ok(true)
     }
 
+    /// Adds a rule for a path known to be a regular file (no type check: file rights only).
+    /// Missing files are skipped.
+    pub fn add_file(&self, path: &CStr, access: u64) -> io::Result<bool> {
+        // SAFETY: path is NUL-terminated.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Ok(false);
+        }
+        // SAFETY: fd is a new descriptor we own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let attr = PathBeneathAttr {
+            allowed_access: access & FILE_RIGHTS,
+            parent_fd: owned.as_raw_fd(),
+        };
+        // SAFETY: attr is valid for the duration of the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.raw(),
+                RULE_PATH_BENEATH,
+                &attr as *const PathBeneathAttr,
+                0u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(true)
+    }
+
     pub fn add_port(&self, port: u16, access: u64) -> io::Result<()> {
         let attr = NetPortAttr {
             allowed_access: access,

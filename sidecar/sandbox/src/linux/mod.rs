@@ -100,6 +100,17 @@ pub fn harden_supervisor() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// [`probe`] once per process (creating a throwaway network namespace per spawn would double
+/// the cost of starting a skill).
+fn probe_cached() -> Result<KernelSupport, SandboxError> {
+    static CACHE: std::sync::OnceLock<KernelSupport> = std::sync::OnceLock::new();
+    if let Some(k) = CACHE.get() {
+        return Ok(k.clone());
+    }
+    let k = probe()?;
+    Ok(CACHE.get_or_init(|| k).clone())
+}
+
 /// What the kernel offers. Never fails on a missing feature: it reports it.
 pub fn probe() -> Result<KernelSupport, SandboxError> {
     let mut k = KernelSupport {
@@ -202,20 +213,24 @@ fn make_workspace(ws: &Path) -> Result<(), SandboxError> {
 
 /// Executables in the system directories, and the inode ids of shells.
 fn scan_system() -> (Vec<SeenFile>, Vec<(u64, u64)>) {
+    // read_dir gives the type and inode without a stat per file; every regular file is a
+    // candidate (an execute right on a file without an x bit is harmless: exec still needs it).
     let mut seen = Vec::new();
     for d in policy::EXEC_DIRS {
+        let Ok(dev) = std::fs::metadata(d).map(|m| m.dev()) else {
+            continue;
+        };
         let Ok(rd) = std::fs::read_dir(d) else {
             continue;
         };
         for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if !md.file_type().is_file() {
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             seen.push(SeenFile {
                 path: e.path(),
-                id: (md.dev(), md.ino()),
-                executable: md.mode() & 0o111 != 0,
+                id: (dev, std::os::unix::fs::DirEntryExt::ino(&e)),
+                executable: true,
             });
         }
     }
@@ -424,7 +439,7 @@ pub fn spawn_with(
 ) -> Result<Sandboxed, SandboxError> {
     validate(spec)?;
     if spec.mode == Mode::Strict {
-        let missing = probe()?.missing_for_strict();
+        let missing = probe_cached()?.missing_for_strict();
         if !missing.is_empty() {
             return Err(SandboxError::Unsupported { missing });
         }
@@ -452,8 +467,15 @@ pub fn spawn_with(
     )?;
 
     // Filesystem policy (strict and audit-only: the latter reports against it).
+    // Strict mode masks every shell inode in the skill's mount namespace (noexec, nodev, and
+    // its bytes unreadable), so execute rights can be given per directory; audit-only mode has
+    // no mount namespace and reports against per-file rights.
     let (seen, shells) = scan_system();
-    let mut exec = policy::exec_files(&seen, &shells, spec.grants.shell);
+    let mut exec = if strict {
+        policy::EXEC_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        policy::exec_files(&seen, &shells, spec.grants.shell)
+    };
     exec.extend(interpreters());
     let rules = policy::fs_rules(
         &spec.skill_dir,
@@ -464,6 +486,7 @@ pub fn spawn_with(
         Some(&tmp),
         &exec,
     );
+    let exec_set: std::collections::HashSet<PathBuf> = exec.iter().cloned().collect();
     let hidden: Vec<PathBuf> = spec
         .hidden_paths
         .iter()
@@ -538,6 +561,13 @@ pub fn spawn_with(
                     .push((cstr(&r.path, "filesystem")?, r.access.0));
                 continue;
             }
+            if exec_set.contains(&r.path) && !strict {
+                rs.add_file(&cstr(&r.path, "filesystem")?, r.access.0)
+                    .map_err(|e| {
+                        SandboxError::io(format!("Landlock rule for {}", r.path.display()), e)
+                    })?;
+                continue;
+            }
             rs.add_path(&cstr(&r.path, "filesystem")?, r.access.0)
                 .map_err(|e| {
                     SandboxError::io(format!("Landlock rule for {}", r.path.display()), e)
@@ -568,6 +598,7 @@ pub fn spawn_with(
     // Supervisor policy: resolved (canonical) paths, as the supervisor resolves symlinks.
     let sup_rules: Vec<policy::FsRule> = rules
         .iter()
+        .filter(|r| strict || !exec_set.contains(&r.path))
         .map(|r| policy::FsRule {
             path: if r.path == tmp {
                 r.path.clone()
@@ -583,6 +614,7 @@ pub fn spawn_with(
         enforce: strict,
         rules: sup_rules,
         hidden: sup_hidden,
+        exec: exec_set,
         net: net.clone(),
     };
     let (ctl_tx, ctl_rx) = mpsc::channel::<Result<Vec<OwnedFd>, (usize, i32)>>();
@@ -732,7 +764,15 @@ pub fn apply_in_place(policy_in: &InPlacePolicy) -> Result<(), SandboxError> {
         landlock::SCOPE_ABSTRACT_UNIX_SOCKET | landlock::SCOPE_SIGNAL,
     )
     .map_err(|e| SandboxError::io("landlock_create_ruleset", e))?;
+    let exec_set: std::collections::HashSet<&PathBuf> = exec.iter().collect();
     for r in &rules {
+        if exec_set.contains(&r.path) {
+            rs.add_file(&cstr(&r.path, "filesystem")?, r.access.0)
+                .map_err(|e| {
+                    SandboxError::io(format!("Landlock rule for {}", r.path.display()), e)
+                })?;
+            continue;
+        }
         rs.add_path(&cstr(&r.path, "filesystem")?, r.access.0)
             .map_err(|e| SandboxError::io(format!("Landlock rule for {}", r.path.display()), e))?;
     }

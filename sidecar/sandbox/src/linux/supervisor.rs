@@ -22,6 +22,8 @@ pub struct Policy {
     pub rules: Vec<FsRule>,
     /// Hidden paths and masked shells (resolved paths).
     pub hidden: Vec<PathBuf>,
+    /// Files with a per-file execute right (kept apart: a set lookup, not a rule scan).
+    pub exec: std::collections::HashSet<PathBuf>,
     pub net: Option<NetPlan>,
 }
 
@@ -131,6 +133,9 @@ fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> PathB
         }
     };
     let joined = if raw.is_empty() { base } else { base.join(p) };
+    if let Some(fast) = fast_resolve(&joined, follow_last) {
+        return fast;
+    }
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let mut pending: Vec<std::ffi::OsString> = joined
         .components()
@@ -178,6 +183,34 @@ fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> PathB
         out = cand;
     }
     out
+}
+
+/// One kernel path walk in the supervisor's own mount namespace, which matches the skill's
+/// everywhere except its private /tmp and /proc/self (handled by the slow walk).
+fn fast_resolve(path: &Path, follow: bool) -> Option<PathBuf> {
+    let n = policy::normalize(path);
+    if n.starts_with("/tmp") || n.starts_with("/proc") {
+        return None;
+    }
+    let open = |p: &Path, nofollow: bool| -> Option<PathBuf> {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        let flags = libc::O_PATH | libc::O_CLOEXEC | if nofollow { libc::O_NOFOLLOW } else { 0 };
+        // SAFETY: NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd < 0 {
+            return None;
+        }
+        let r = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        // SAFETY: fd was opened above.
+        unsafe { libc::close(fd) };
+        r.filter(|r| r.is_absolute())
+    };
+    if let Some(r) = open(&n, !follow) {
+        return Some(r);
+    }
+    // Not there (yet): resolve the directory, keep the last name.
+    let parent = open(n.parent()?, false)?;
+    Some(parent.join(n.file_name()?))
 }
 
 /// `(path arg, dirfd arg, access)` for each path-taking syscall. Access `None` means "from the
@@ -392,6 +425,12 @@ fn fs_ok(policy: &Policy, pid: u32, path: &Path, kind: AccessKind) -> bool {
                 }
             }
         }
+    }
+    if kind == AccessKind::Execute
+        && policy.exec.contains(path)
+        && !policy.hidden.iter().any(|h| policy::within(path, h))
+    {
+        return true;
     }
     policy::fs_allows(&policy.rules, &policy.hidden, path, kind)
 }
