@@ -224,23 +224,37 @@ mod bench {
         std::fs::copy(&exe, &inside).unwrap();
         let file = ws.join("data.txt");
         std::fs::write(&file, "x").unwrap();
-        let base = Command::new(&exe).arg("child").arg(&file).output().unwrap();
-        let base = parse(&base.stdout);
-        let sb = ironclaw_sandbox::spawn_with(
-            &spec(
-                dir.path(),
-                vec![inside.into(), "child".into(), file.clone().into()],
-            ),
-            Arc::new(Null),
-            StdioSpec {
-                stdin: Some(Stdio::null()),
-                stdout: Some(Stdio::piped()),
-                stderr: None,
-            },
-        )
-        .unwrap();
-        let out = sb.wait_with_output().unwrap();
-        let filt = parse(&out.stdout);
+        // Interleave unfiltered and sandboxed children so machine noise hits both alike.
+        let mut base_runs: Vec<BTreeMap<String, f64>> = Vec::new();
+        let mut filt_runs: Vec<BTreeMap<String, f64>> = Vec::new();
+        for _ in 0..7 {
+            let out = Command::new(&exe).arg("child").arg(&file).output().unwrap();
+            base_runs.push(parse(&out.stdout));
+            let sb = ironclaw_sandbox::spawn_with(
+                &spec(
+                    dir.path(),
+                    vec![inside.clone().into(), "child".into(), file.clone().into()],
+                ),
+                Arc::new(Null),
+                StdioSpec {
+                    stdin: Some(Stdio::null()),
+                    stdout: Some(Stdio::piped()),
+                    stderr: None,
+                },
+            )
+            .unwrap();
+            filt_runs.push(parse(&sb.wait_with_output().unwrap().stdout));
+        }
+        let med = |runs: &[BTreeMap<String, f64>]| -> BTreeMap<String, f64> {
+            let mut m = BTreeMap::new();
+            for k in runs[0].keys() {
+                let mut v: Vec<f64> = runs.iter().filter_map(|r| r.get(k).copied()).collect();
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                m.insert(k.clone(), v[v.len() / 2]);
+            }
+            m
+        };
+        let (base, filt) = (med(&base_runs), med(&filt_runs));
         println!("\n## syscall cost (median ns per call)");
         println!(
             "{:<28} {:>9} {:>9} {:>9} {:>7}",
