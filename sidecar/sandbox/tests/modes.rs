@@ -100,3 +100,21 @@ fn standard_mode_filters_env_and_sets_the_workspace_but_enforces_nothing_in_the_
     let (o, _, _) = run(&h.spec("std", Mode::Standard, grants(&[]), &["caps"]));
     assert!(o.contains("Seccomp: 0"), "{o}");
 }
+
+#[test]
+fn harden_supervisor_makes_ironclaw_non_dumpable() {
+    ironclaw_sandbox::harden_supervisor().unwrap();
+    // SAFETY: plain prctl query.
+    let d = unsafe { libc_prctl_get_dumpable() };
+    assert_eq!(d, 0);
+}
+
+unsafe extern "C" {
+    fn prctl(option: i32, ...) -> i32;
+}
+
+unsafe fn libc_prctl_get_dumpable() -> i32 {
+    const PR_GET_DUMPABLE: i32 = 3;
+    // SAFETY: PR_GET_DUMPABLE takes no further arguments.
+    unsafe { prctl(PR_GET_DUMPABLE) }
+}

@@ -26,8 +26,54 @@ fn main() {
         }
         args.drain(..6);
     }
+    // `nested-strict SKILL_DIR HOME CHECK…`: this process (e.g. a normal user) starts the probe
+    // in strict mode itself, then prints the violations it saw.
+    if args.first().map(String::as_str) == Some("nested-strict") && args.len() > 3 {
+        nested(&args);
+        return;
+    }
     let out = linux::run(&args);
     println!("{out}");
+}
+
+#[cfg(target_os = "linux")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+fn nested(args: &[String]) {
+    use std::sync::{Arc, Mutex};
+    struct Sink(Mutex<Vec<ironclaw_sandbox::Violation>>);
+    impl ironclaw_sandbox::ViolationSink for Sink {
+        fn report(&self, v: ironclaw_sandbox::Violation) {
+            self.0.lock().unwrap().push(v);
+        }
+    }
+    let skill_dir = std::path::PathBuf::from(&args[1]);
+    let home = std::path::PathBuf::from(&args[2]);
+    let ironclaw = home.join(".ironclaw");
+    let mut argv = vec![skill_dir.join("probe").into_os_string()];
+    argv.extend(args[3..].iter().map(Into::into));
+    let spec = ironclaw_sandbox::SandboxSpec {
+        skill: "nested".into(),
+        mode: ironclaw_sandbox::Mode::Strict,
+        argv,
+        skill_dir,
+        workspace: ironclaw.join("workspace/skills/nested"),
+        home: home.clone(),
+        workspace_root: ironclaw.join("workspace"),
+        grants: Default::default(),
+        env: vec![],
+        hidden_paths: vec![ironclaw],
+    };
+    let sink = Arc::new(Sink(Mutex::new(Vec::new())));
+    match ironclaw_sandbox::spawn(&spec, sink.clone()) {
+        Ok(sb) => {
+            let st = sb.wait().unwrap();
+            for v in sink.0.lock().unwrap().iter() {
+                println!("VIOLATION {v:?}");
+            }
+            println!("EXIT {}", st.code().unwrap_or(-1));
+        }
+        Err(e) => println!("SPAWN FAILED {e}"),
+    }
 }
 
 #[cfg(target_os = "linux")]

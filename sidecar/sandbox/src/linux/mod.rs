@@ -194,6 +194,15 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
         ));
     }
     for h in &spec.hidden_paths {
+        if h.exists() && !h.is_dir() {
+            return Err(SandboxError::spec(
+                "hidden_paths",
+                format!(
+                    "{} is not a directory (only directories can be hidden)",
+                    h.display()
+                ),
+            ));
+        }
         if !h.is_absolute() {
             return Err(SandboxError::spec(
                 "hidden_paths",

@@ -447,3 +447,91 @@ fn tgid(pid: u32) -> Option<u32> {
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_map_to_access() {
+        assert_eq!(open_kind(libc::O_RDONLY as u64), AccessKind::Read);
+        assert_eq!(
+            open_kind((libc::O_WRONLY | libc::O_CREAT) as u64),
+            AccessKind::Write
+        );
+        assert_eq!(open_kind(libc::O_RDWR as u64), AccessKind::Write);
+        assert_eq!(
+            open_kind((libc::O_PATH | libc::O_DIRECTORY) as u64),
+            AccessKind::Stat
+        );
+        assert_eq!(
+            path_args("renameat2"),
+            &[
+                (1, Some(0), AccessKind::Remove),
+                (3, Some(2), AccessKind::Create)
+            ]
+        );
+        assert_eq!(path_args("execve"), &[(0, None, AccessKind::Execute)]);
+    }
+
+    #[test]
+    fn paths_resolve_as_the_task_sees_them() {
+        let pid = std::process::id();
+        let cwd = std::env::current_dir().unwrap();
+        // Relative to the task's cwd; /proc/self means the task, not the supervisor.
+        assert_eq!(
+            resolve(pid, None, b"Cargo.toml", true),
+            cwd.join("Cargo.toml")
+        );
+        assert_eq!(
+            resolve(pid, None, b"/proc/self/environ", true),
+            PathBuf::from(format!("/proc/{pid}/environ"))
+        );
+        // Symlinks are followed (merged /usr: /bin -> usr/bin), `..` is resolved.
+        let bin = resolve(pid, None, b"/bin/../bin/ls", true);
+        assert_eq!(bin, std::fs::canonicalize("/bin/ls").unwrap());
+        // A file that does not exist yet keeps its name under the resolved directory.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        assert_eq!(
+            resolve(
+                pid,
+                None,
+                link.join("new-file").as_os_str().as_bytes(),
+                true
+            ),
+            PathBuf::from("/etc/new-file")
+        );
+        // lstat-like calls do not follow the last link.
+        assert_eq!(resolve(pid, None, link.as_os_str().as_bytes(), false), link);
+    }
+
+    #[test]
+    fn proc_of_other_processes_is_not_the_skill_s() {
+        let p = Policy {
+            enforce: true,
+            rules: vec![FsRule {
+                path: "/proc".into(),
+                access: crate::policy::FsAccess::READ,
+            }],
+            hidden: vec![],
+            exec: Default::default(),
+            net: None,
+        };
+        let me = std::process::id();
+        assert!(fs_ok(
+            &p,
+            me,
+            Path::new(&format!("/proc/{me}/status")),
+            AccessKind::Read
+        ));
+        assert!(!fs_ok(
+            &p,
+            me,
+            Path::new("/proc/1/environ"),
+            AccessKind::Read
+        ));
+        assert!(fs_ok(&p, me, Path::new("/proc/cpuinfo"), AccessKind::Read));
+    }
+}
