@@ -19,6 +19,18 @@ pub mod policy;
 #[cfg(target_os = "linux")]
 mod linux;
 
+#[cfg(not(target_os = "linux"))]
+mod other;
+#[cfg(not(target_os = "linux"))]
+pub use other::{
+    Network, Sandboxed, StdioSpec, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
+};
+
+// The non-Linux fallback is std-only; compile and test it here too so it cannot rot.
+#[cfg(all(test, target_os = "linux"))]
+#[path = "other.rs"]
+mod other_os_check;
+
 #[cfg(target_os = "linux")]
 pub use linux::{
     Network, Sandboxed, StdioSpec, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
