@@ -28,6 +28,7 @@ pub use other::{
 
 // The non-Linux fallback is std-only; compile and test it here too so it cannot rot.
 #[cfg(all(test, target_os = "linux"))]
+#[allow(dead_code)] // the API surface other platforms use; exercised by its tests
 #[path = "other.rs"]
 mod other_os_check;
 
