@@ -219,10 +219,12 @@ fn with_the_shell_grant_the_shell_runs_inside_the_sandbox() {
 #[test]
 fn network_only_reaches_ironclaw_listeners() {
     let h = home("hostile");
-    let g = grants(&["net=imap.example.test:993"]);
+    let g = grants(&["net=imap.example.test:993", "net=10.9.8.7:5432"]);
     // The proxy listener and the forward for the granted name, served by a tiny relay here.
     for (args, want) in [
         (vec!["connect", "127.0.0.1", "3128"], "ok pong proxy"),
+        // A grant by address: the skill connects to that address and reaches IronClaw.
+        (vec!["connect", "10.9.8.7", "5432"], "ok pong 10.9.8.7:5432"),
         (
             vec!["connect-name", "imap.example.test", "993"],
             "ok 127.0.0.2:993 pong imap.example.test:993",
@@ -245,8 +247,13 @@ fn network_only_reaches_ironclaw_listeners() {
             net.http_proxy.local_addr().unwrap().to_string(),
             "127.0.0.1:3128"
         );
-        assert_eq!(net.forwards.len(), 1);
-        assert_eq!(net.forwards[0].0.to_string(), "imap.example.test:993");
+        assert_eq!(net.forwards.len(), 2);
+        assert_eq!(net.forwards[0].0.to_string(), "10.9.8.7:5432");
+        assert_eq!(
+            net.forwards[0].1.local_addr().unwrap().to_string(),
+            "10.9.8.7:5432"
+        );
+        assert_eq!(net.forwards[1].0.to_string(), "imap.example.test:993");
         let mut listeners = vec![("proxy".to_string(), net.http_proxy)];
         listeners.extend(net.forwards.into_iter().map(|(g, l)| (g.to_string(), l)));
         for (label, l) in listeners {

@@ -47,6 +47,8 @@ pub struct ChildPlan {
     pub ops: Vec<COp>,
     pub clones: Vec<RawFd>,
     pub listeners: Vec<libc::sockaddr_in>,
+    /// Alias interfaces (`lo:N`) and their /32 addresses, for IPv4 grants outside 127/8.
+    pub lo_aliases: Vec<([libc::c_char; libc::IFNAMSIZ], libc::sockaddr_in)>,
     pub listener_fds: Vec<RawFd>,
     pub drop_caps: bool,
     pub cap_last: u32,
@@ -443,6 +445,24 @@ impl ChildPlan {
                 c,
                 5,
             )?;
+            for (name, addr) in &self.lo_aliases {
+                let mut a: libc::ifreq = std::mem::zeroed();
+                a.ifr_name = *name;
+                a.ifr_ifru.ifru_addr = *(addr as *const libc::sockaddr_in).cast::<libc::sockaddr>();
+                check(libc::ioctl(s, libc::SIOCSIFADDR, &a) as libc::c_long, c, 5)?;
+                let mut m: libc::ifreq = std::mem::zeroed();
+                m.ifr_name = *name;
+                let mut mask: libc::sockaddr_in = std::mem::zeroed();
+                mask.sin_family = libc::AF_INET as libc::sa_family_t;
+                mask.sin_addr.s_addr = u32::MAX;
+                m.ifr_ifru.ifru_netmask =
+                    *(&mask as *const libc::sockaddr_in).cast::<libc::sockaddr>();
+                check(
+                    libc::ioctl(s, libc::SIOCSIFNETMASK, &m) as libc::c_long,
+                    c,
+                    5,
+                )?;
+            }
             libc::close(s);
             for (i, addr) in self.listeners.iter().enumerate() {
                 let fd = check(

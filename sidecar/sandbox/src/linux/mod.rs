@@ -517,6 +517,7 @@ pub fn spawn_with(
         ops: Vec::new(),
         clones: Vec::new(),
         listeners: Vec::new(),
+        lo_aliases: Vec::new(),
         listener_fds: Vec::new(),
         drop_caps: strict,
         cap_last: cap_last(),
@@ -557,6 +558,15 @@ pub fn spawn_with(
             .map(sockaddr)
             .collect();
         plan.listener_fds = vec![-1; plan.listeners.len()];
+        for (i, ip) in netp.extra_addrs.iter().enumerate() {
+            let label = format!("lo:{}", i + 1);
+            let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+            for (d, b) in name.iter_mut().zip(label.bytes().take(libc::IFNAMSIZ - 1)) {
+                *d = b as libc::c_char;
+            }
+            plan.lo_aliases
+                .push((name, sockaddr(std::net::SocketAddrV4::new(*ip, 0))));
+        }
 
         let rs = landlock::Ruleset::new(
             FsAccess::ALL.0,

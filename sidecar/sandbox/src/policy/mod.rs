@@ -579,6 +579,9 @@ pub struct NetPlan {
     /// One listener per granted `name:port`; the name maps to the listener's address.
     pub forwards: Vec<(NetworkGrant, SocketAddrV4)>,
     pub hosts_file: String,
+    /// Addresses outside 127/8 of IPv4 grants, added to `lo` in the skill's namespace so the
+    /// skill connects to the granted address itself and reaches IronClaw's listener.
+    pub extra_addrs: Vec<Ipv4Addr>,
 }
 
 /// Loopback address number `i` for forwarded names: 127.0.0.2, 127.0.0.3, … 127.0.1.2, …
@@ -591,12 +594,39 @@ fn forward_addr(i: usize) -> Ipv4Addr {
 /// ports) and writes the hosts file that maps the names for the skill. Wildcard grants have
 /// no forward (HTTP through the proxy only); IP grants are reached through the HTTP proxy.
 pub fn net_plan(grants: &Grants) -> NetPlan {
+    let mut forwards: Vec<(NetworkGrant, SocketAddrV4)> = Vec::new();
+    let mut extra_addrs: Vec<Ipv4Addr> = Vec::new();
+    // IPv4 grants listen on the granted address itself (IPv6 grants: through the HTTP proxy).
+    for g in &grants.network {
+        if let Host::Ip(std::net::IpAddr::V4(ip)) = &g.host {
+            let sa = SocketAddrV4::new(*ip, g.port);
+            if sa == PROXY_LISTEN || forwards.iter().any(|(_, a)| *a == sa) {
+                continue;
+            }
+            if !ip.is_loopback() && !extra_addrs.contains(ip) {
+                extra_addrs.push(*ip);
+            }
+            forwards.push((g.clone(), sa));
+        }
+    }
+    let used: Vec<Ipv4Addr> = forwards.iter().map(|(_, a)| *a.ip()).collect();
     let mut names: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
-    let mut forwards = Vec::new();
+    let mut next = 0usize;
     for g in &grants.network {
         if let Host::Name(n) = &g.host {
-            let next = names.len();
-            let addr = *names.entry(n.clone()).or_insert_with(|| forward_addr(next));
+            let addr = match names.get(n) {
+                Some(a) => *a,
+                None => {
+                    let mut a = forward_addr(next);
+                    while used.contains(&a) {
+                        next += 1;
+                        a = forward_addr(next);
+                    }
+                    next += 1;
+                    names.insert(n.clone(), a);
+                    a
+                }
+            };
             let sa = SocketAddrV4::new(addr, g.port);
             if !forwards.iter().any(|(_, a)| *a == sa) {
                 forwards.push((g.clone(), sa));
@@ -614,6 +644,7 @@ pub fn net_plan(grants: &Grants) -> NetPlan {
         proxy: PROXY_LISTEN,
         forwards,
         hosts_file: hosts,
+        extra_addrs,
     }
 }
 

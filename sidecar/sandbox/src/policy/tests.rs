@@ -362,26 +362,30 @@ fn exposed_paths_are_noexec_when_writable() {
 #[test]
 fn net_plan_maps_each_name_to_its_own_loopback_address() {
     let g = grants(
-        "net=imap.gmail.com:993 net=smtp.gmail.com:587 net=imap.gmail.com:143 net=*.example.com:443 net=10.0.0.5:5432",
+        "net=imap.gmail.com:993 net=smtp.gmail.com:587 net=imap.gmail.com:143 net=*.example.com:443 net=10.0.0.5:5432 net=127.0.0.2:6379 net=127.0.0.1:3128 net=[2001:db8::1]:443",
     );
     let p = net_plan(&g);
     let addrs: Vec<String> = p.forwards.iter().map(|(g, a)| format!("{g}={a}")).collect();
     assert_eq!(
         addrs,
         [
-            "imap.gmail.com:993=127.0.0.2:993",
-            "smtp.gmail.com:587=127.0.0.3:587",
-            "imap.gmail.com:143=127.0.0.2:143"
+            "10.0.0.5:5432=10.0.0.5:5432",
+            "127.0.0.2:6379=127.0.0.2:6379",
+            "imap.gmail.com:993=127.0.0.3:993",
+            "smtp.gmail.com:587=127.0.0.4:587",
+            "imap.gmail.com:143=127.0.0.3:143"
         ]
     );
+    assert_eq!(p.extra_addrs, vec![Ipv4Addr::new(10, 0, 0, 5)]);
     assert!(
         p.hosts_file
-            .contains("127.0.0.2\timap.gmail.com\n127.0.0.3\tsmtp.gmail.com\n")
+            .contains("127.0.0.3\timap.gmail.com\n127.0.0.4\tsmtp.gmail.com\n")
     );
     assert!(p.hosts_file.starts_with("127.0.0.1\tlocalhost\n"));
     assert!(net_allows(&p, "127.0.0.1".parse().unwrap(), 3128));
-    assert!(net_allows(&p, "127.0.0.2".parse().unwrap(), 993));
-    assert!(!net_allows(&p, "127.0.0.2".parse().unwrap(), 587));
+    assert!(net_allows(&p, "127.0.0.3".parse().unwrap(), 993));
+    assert!(net_allows(&p, "10.0.0.5".parse().unwrap(), 5432));
+    assert!(!net_allows(&p, "127.0.0.3".parse().unwrap(), 587));
     assert!(!net_allows(&p, "1.1.1.1".parse().unwrap(), 443));
     assert!(!net_allows(&p, "::1".parse().unwrap(), 3128));
     assert_eq!(forward_addr(250), Ipv4Addr::new(127, 1, 0, 2));
