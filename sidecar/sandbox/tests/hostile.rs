@@ -383,8 +383,22 @@ fn dangerous_syscalls_answer_eperm_and_are_reported() {
         }),
         "{v:?}"
     );
-    let (o, _, _) = strict(&h, &[], &["kill", &std::process::id().to_string()]);
-    assert_eq!(o, EPERM, "Landlock signal scope");
+    let (o, _, v) = strict(&h, &[], &["kill", &std::process::id().to_string()]);
+    assert_eq!(o, EPERM, "signal to IronClaw");
+    assert!(
+        v.contains(&Violation::Syscall {
+            name: "kill".into()
+        }),
+        "{v:?}"
+    );
+    let (o, _, v) = strict(&h, &[], &["kill", "1"]);
+    assert_eq!(o, EPERM, "signal to init");
+    assert!(
+        v.contains(&Violation::Syscall {
+            name: "kill".into()
+        }),
+        "{v:?}"
+    );
 }
 
 #[test]

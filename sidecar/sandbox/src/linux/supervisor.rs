@@ -385,6 +385,16 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
         }
         return Answer::Continue;
     }
+    if name == "kill" {
+        let target = args[0] as i32;
+        if target > 0 && outside(policy, pid, target) {
+            sink.report(Violation::Syscall {
+                name: "kill".into(),
+            });
+            return deny(libc::EPERM);
+        }
+        return Answer::Continue;
+    }
     let shown = if name == "socket" {
         let fam = match args[0] as i32 {
             libc::AF_UNIX => "AF_UNIX".to_string(),
@@ -433,6 +443,25 @@ fn fs_ok(policy: &Policy, pid: u32, path: &Path, kind: AccessKind) -> bool {
         return true;
     }
     policy::fs_allows(&policy.rules, &policy.hidden, path, kind)
+}
+
+/// Whether `target` is outside the skill's sandbox: in strict mode, not in its user namespace;
+/// in audit-only mode (no namespaces), IronClaw itself.
+fn outside(policy: &Policy, pid: u32, target: i32) -> bool {
+    if target as u32 == std::process::id() {
+        return true;
+    }
+    if !policy.enforce {
+        return false;
+    }
+    let ns = |p: String| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    match (ns(pid.to_string()), ns(target.to_string())) {
+        (Some(a), Some(b)) => a != b,
+        // A process whose namespace IronClaw cannot read is not one of the skill's children.
+        (Some(_), None) => Path::new(&format!("/proc/{target}")).exists(),
+        // The task is gone: the kernel answers by itself.
+        (None, _) => false,
+    }
 }
 
 fn exists(pid: u32, path: &Path) -> bool {

@@ -195,6 +195,11 @@ pub const PATH_SYSCALLS: &[&str] = &[
 /// Network syscalls the supervisor sees: `connect`, and `sendto` with a destination address.
 pub const NET_SUPERVISED: &[&str] = &["connect", "sendto"];
 
+/// Signal syscalls the supervisor sees: `kill` aimed outside the sandbox is reported (Landlock's
+/// signal scope refuses it either way). `tgkill`/`tkill` stay unsupervised: language runtimes
+/// use them for thread preemption.
+pub const SIGNAL_SUPERVISED: &[&str] = &["kill"];
+
 /// What the filter does with one syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -325,7 +330,10 @@ pub fn rule_table() -> Vec<SyscallRule> {
                 )],
                 fallback: Action::Supervise,
             },
-            n if PATH_SYSCALLS.contains(&n) || NET_SUPERVISED.contains(&n) => {
+            n if PATH_SYSCALLS.contains(&n)
+                || NET_SUPERVISED.contains(&n)
+                || SIGNAL_SUPERVISED.contains(&n) =>
+            {
                 simple(Action::Supervise)
             }
             _ => simple(Action::Allow),
