@@ -220,8 +220,34 @@ fn make_workspace(ws: &Path) -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::io(format!("chmod 0700 {}", ws.display()), e))
 }
 
+type Scan = (Vec<SeenFile>, Vec<(u64, u64)>);
+
+/// [`scan_uncached`], reused while the scanned directories and /etc/shells are unchanged
+/// (same modification times): a long-running gateway scans once.
+fn scan_system() -> Scan {
+    static CACHE: std::sync::Mutex<Option<(Vec<Option<std::time::SystemTime>>, Scan)>> =
+        std::sync::Mutex::new(None);
+    let stamp: Vec<Option<std::time::SystemTime>> = policy::EXEC_DIRS
+        .iter()
+        .chain(&["/etc/shells"])
+        .map(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok())
+        .collect();
+    if let Ok(guard) = CACHE.lock() {
+        if let Some((st, scan)) = guard.as_ref() {
+            if *st == stamp {
+                return scan.clone();
+            }
+        }
+    }
+    let scan = scan_uncached();
+    if let Ok(mut guard) = CACHE.lock() {
+        *guard = Some((stamp, scan.clone()));
+    }
+    scan
+}
+
 /// Executables in the system directories, and the inode ids of shells.
-fn scan_system() -> (Vec<SeenFile>, Vec<(u64, u64)>) {
+fn scan_uncached() -> Scan {
     // read_dir gives the type and inode without a stat per file; every regular file is a
     // candidate (an execute right on a file without an x bit is harmless: exec still needs it).
     let mut seen = Vec::new();

@@ -120,7 +120,8 @@ fn readlink(p: &Path) -> Option<PathBuf> {
 
 /// Resolves `path` as the task `pid` sees it: relative to its cwd or `dirfd`, with `/proc/self`
 /// meaning the task, and symlinks followed in its own mount namespace (via /proc/PID/root).
-fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> PathBuf {
+/// Also returns whether the path is known to exist (`None`: not checked).
+fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> (PathBuf, Option<bool>) {
     let p = Path::new(OsStr::from_bytes(raw));
     let base = if p.is_absolute() {
         PathBuf::from("/")
@@ -133,8 +134,8 @@ fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> PathB
         }
     };
     let joined = if raw.is_empty() { base } else { base.join(p) };
-    if let Some(fast) = fast_resolve(&joined, follow_last) {
-        return fast;
+    if let Some((fast, exists)) = fast_resolve(&joined, follow_last) {
+        return (fast, exists.then_some(true));
     }
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let mut pending: Vec<std::ffi::OsString> = joined
@@ -182,12 +183,12 @@ fn resolve(pid: u32, dirfd: Option<i32>, raw: &[u8], follow_last: bool) -> PathB
         }
         out = cand;
     }
-    out
+    (out, None)
 }
 
 /// One kernel path walk in the supervisor's own mount namespace, which matches the skill's
 /// everywhere except its private /tmp and /proc/self (handled by the slow walk).
-fn fast_resolve(path: &Path, follow: bool) -> Option<PathBuf> {
+fn fast_resolve(path: &Path, follow: bool) -> Option<(PathBuf, bool)> {
     let n = policy::normalize(path);
     if n.starts_with("/tmp") || n.starts_with("/proc") {
         return None;
@@ -206,11 +207,11 @@ fn fast_resolve(path: &Path, follow: bool) -> Option<PathBuf> {
         r.filter(|r| r.is_absolute())
     };
     if let Some(r) = open(&n, !follow) {
-        return Some(r);
+        return Some((r, true));
     }
     // Not there (yet): resolve the directory, keep the last name.
     let parent = open(n.parent()?, false)?;
-    Some(parent.join(n.file_name()?))
+    Some((parent.join(n.file_name()?), false))
 }
 
 /// `(path arg, dirfd arg, access)` for each path-taking syscall. Access `None` means "from the
@@ -306,11 +307,11 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
                     | "symlink"
                     | "symlinkat"
             );
-            let path = resolve(pid, dirfd, &raw, follow);
+            let (path, known) = resolve(pid, dirfd, &raw, follow);
             // A path that exists neither for the skill nor on the host fails with ENOENT by
             // itself; reporting it would only count a program's search path as violations.
             let creates = matches!(kind, AccessKind::Write | AccessKind::Create);
-            if !creates && !exists(pid, &path) {
+            if !creates && known.is_none() && !exists(pid, &path) {
                 continue;
             }
             if !fs_ok(policy, pid, &path, kind) {
@@ -509,15 +510,15 @@ mod tests {
         let cwd = std::env::current_dir().unwrap();
         // Relative to the task's cwd; /proc/self means the task, not the supervisor.
         assert_eq!(
-            resolve(pid, None, b"Cargo.toml", true),
+            resolve(pid, None, b"Cargo.toml", true).0,
             cwd.join("Cargo.toml")
         );
         assert_eq!(
-            resolve(pid, None, b"/proc/self/environ", true),
+            resolve(pid, None, b"/proc/self/environ", true).0,
             PathBuf::from(format!("/proc/{pid}/environ"))
         );
         // Symlinks are followed (merged /usr: /bin -> usr/bin), `..` is resolved.
-        let bin = resolve(pid, None, b"/bin/../bin/ls", true);
+        let bin = resolve(pid, None, b"/bin/../bin/ls", true).0;
         assert_eq!(bin, std::fs::canonicalize("/bin/ls").unwrap());
         // A file that does not exist yet keeps its name under the resolved directory.
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -529,11 +530,15 @@ mod tests {
                 None,
                 link.join("new-file").as_os_str().as_bytes(),
                 true
-            ),
+            )
+            .0,
             PathBuf::from("/etc/new-file")
         );
         // lstat-like calls do not follow the last link.
-        assert_eq!(resolve(pid, None, link.as_os_str().as_bytes(), false), link);
+        assert_eq!(
+            resolve(pid, None, link.as_os_str().as_bytes(), false).0,
+            link
+        );
     }
 
     #[test]
