@@ -63,6 +63,11 @@ fn nested(args: &[String]) {
         env: vec![],
         hidden_paths: vec![ironclaw],
     };
+    // As IronClaw does at start-up: not dumpable (its children inherit that until exec).
+    if let Err(e) = ironclaw_sandbox::harden_supervisor() {
+        println!("HARDEN FAILED {e}");
+        return;
+    }
     let sink = Arc::new(Sink(Mutex::new(Vec::new())));
     match ironclaw_sandbox::spawn(&spec, sink.clone()) {
         Ok(sb) => {

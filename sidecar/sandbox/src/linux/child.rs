@@ -220,10 +220,20 @@ impl ChildPlan {
                     2,
                 )?;
                 if let Some((uid_map, gid_map)) = &self.maps {
-                    if !write_file(c"/proc/self/setgroups", b"deny")
-                        || !write_file(c"/proc/self/uid_map", uid_map)
-                        || !write_file(c"/proc/self/gid_map", gid_map)
-                    {
+                    // A non-dumpable IronClaw (harden_supervisor) passes that on to this
+                    // child, whose /proc/self files then belong to root: a normal user could
+                    // not write its own maps. Dumpable only for these three writes.
+                    let was = libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0);
+                    if was == 0 {
+                        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                    }
+                    let ok = write_file(c"/proc/self/setgroups", b"deny")
+                        && write_file(c"/proc/self/uid_map", uid_map)
+                        && write_file(c"/proc/self/gid_map", gid_map);
+                    if was == 0 {
+                        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+                    }
+                    if !ok {
                         return Err(fail(c, 3));
                     }
                 }
