@@ -75,7 +75,7 @@ fn child(args: &[String]) {
 
 #[cfg(target_os = "linux")]
 mod bench {
-    use ironclaw_sandbox::{Mode, SandboxSpec, StdioSpec, Violation, ViolationSink};
+    use ironclaw_sandbox::{Mode, SandboxSpec, SpawnOptions, Violation, ViolationSink};
     use std::collections::BTreeMap;
     use std::path::Path;
     use std::process::{Command, Stdio};
@@ -236,10 +236,11 @@ mod bench {
                     vec![inside.clone().into(), "child".into(), file.clone().into()],
                 ),
                 Arc::new(Null),
-                StdioSpec {
+                SpawnOptions {
                     stdin: Some(Stdio::null()),
                     stdout: Some(Stdio::piped()),
                     stderr: None,
+                    ..Default::default()
                 },
             )
             .unwrap();

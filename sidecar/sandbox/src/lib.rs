@@ -23,7 +23,7 @@ mod linux;
 mod other;
 #[cfg(not(target_os = "linux"))]
 pub use other::{
-    Network, Sandboxed, StdioSpec, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
+    Network, Sandboxed, SpawnOptions, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
 };
 
 // The non-Linux fallback is std-only; compile and test it here too so it cannot rot.
@@ -34,7 +34,7 @@ mod other_os_check;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    Network, Sandboxed, StdioSpec, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
+    Network, Sandboxed, SpawnOptions, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
 };
 
 /// Sandbox mode (`security.sandbox.mode`).

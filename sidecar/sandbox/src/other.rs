@@ -41,12 +41,17 @@ impl Sandboxed {
     }
 }
 
-/// Standard streams of the skill (default: inherited).
+/// How to start a skill beyond its spec. Default: stdio inherited (passed through), no host
+/// proxy.
 #[derive(Debug, Default)]
-pub struct StdioSpec {
+pub struct SpawnOptions {
     pub stdin: Option<Stdio>,
     pub stdout: Option<Stdio>,
     pub stderr: Option<Stdio>,
+    /// Standard and audit-only modes: IronClaw's egress proxy on the host (HTTP_PROXY and
+    /// HTTPS_PROXY point at it; in audit-only mode connects to it are not reported). Strict
+    /// mode ignores it: the proxy listener lives in the skill's own network namespace.
+    pub host_proxy: Option<std::net::SocketAddrV4>,
 }
 
 fn platform() -> &'static str {
@@ -64,13 +69,13 @@ pub fn probe() -> Result<KernelSupport, SandboxError> {
 }
 
 pub fn spawn(spec: &SandboxSpec, sink: Arc<dyn ViolationSink>) -> Result<Sandboxed, SandboxError> {
-    spawn_with(spec, sink, StdioSpec::default())
+    spawn_with(spec, sink, SpawnOptions::default())
 }
 
 pub fn spawn_with(
     spec: &SandboxSpec,
     _sink: Arc<dyn ViolationSink>,
-    stdio: StdioSpec,
+    stdio: SpawnOptions,
 ) -> Result<Sandboxed, SandboxError> {
     if spec.mode != Mode::Standard {
         return Err(SandboxError::PlatformUnsupported(platform()));
@@ -99,7 +104,13 @@ pub fn spawn_with(
         std::fs::set_permissions(&spec.workspace, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| SandboxError::io(format!("chmod 0700 {}", spec.workspace.display()), e))?;
     }
-    let env = crate::policy::env_plan(&spec.env, &spec.grants, &spec.workspace, None, None)?;
+    let env = crate::policy::env_plan(
+        &spec.env,
+        &spec.grants,
+        &spec.workspace,
+        None,
+        stdio.host_proxy,
+    )?;
     let mut cmd = Command::new(argv0);
     cmd.args(&spec.argv[1..])
         .env_clear()
@@ -168,7 +179,7 @@ mod tests {
         let out = spawn_with(
             &spec(Mode::Standard, d.path()),
             Arc::new(Nop),
-            StdioSpec {
+            SpawnOptions {
                 stdout: Some(Stdio::piped()),
                 ..Default::default()
             },

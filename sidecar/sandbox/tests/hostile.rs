@@ -235,10 +235,11 @@ fn network_only_reaches_ironclaw_listeners() {
         let mut sb = ironclaw_sandbox::spawn_with(
             &spec,
             rec.clone(),
-            ironclaw_sandbox::StdioSpec {
+            ironclaw_sandbox::SpawnOptions {
                 stdin: Some(std::process::Stdio::null()),
                 stdout: Some(std::process::Stdio::piped()),
                 stderr: Some(std::process::Stdio::piped()),
+                ..Default::default()
             },
         )
         .unwrap();

@@ -67,6 +67,59 @@ fn audit_only_blocks_nothing_and_reports_everything() {
 }
 
 #[test]
+fn audit_only_does_not_report_connects_to_the_host_proxy_but_reports_other_loopback_ports() {
+    let h = home("aud");
+    let serve = |l: std::net::TcpListener| {
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                use std::io::{BufRead, Write};
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+                let _ = (&s).write_all(b"pong\n");
+            }
+        })
+    };
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pa = match proxy.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        _ => unreachable!(),
+    };
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let op = other.local_addr().unwrap().port();
+    serve(proxy);
+    serve(other);
+    let spec = h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["connect", "127.0.0.1", &pa.port().to_string()],
+    );
+    let (o, _, v) = run_with_proxy(&spec, Some(pa));
+    assert_eq!(o, "ok pong");
+    assert!(
+        v.iter().all(|x| !matches!(x, Violation::Network { .. })),
+        "{v:?}"
+    );
+    let spec = h.spec("aud", Mode::AuditOnly, grants(&[]), &["env", "HTTPS_PROXY"]);
+    assert_eq!(run_with_proxy(&spec, Some(pa)).0, format!("ok http://{pa}"));
+    let spec = h.spec(
+        "aud",
+        Mode::AuditOnly,
+        grants(&[]),
+        &["connect", "127.0.0.1", &op.to_string()],
+    );
+    let (o, _, v) = run_with_proxy(&spec, Some(pa));
+    assert_eq!(o, "ok pong", "audit-only blocks nothing");
+    assert!(
+        v.contains(&Violation::Network {
+            host: "127.0.0.1".into(),
+            port: op
+        }),
+        "{v:?}"
+    );
+}
+
+#[test]
 fn standard_mode_filters_env_and_sets_the_workspace_but_enforces_nothing_in_the_kernel() {
     let h = home("std");
     let ws = h.ws_root.join("skills/std");

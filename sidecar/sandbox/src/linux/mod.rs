@@ -59,7 +59,7 @@ impl Sandboxed {
         Ok(st)
     }
 
-    /// Like [`Sandboxed::wait`], collecting piped stdout/stderr (see [`StdioSpec`]).
+    /// Like [`Sandboxed::wait`], collecting piped stdout/stderr (see [`SpawnOptions`]).
     pub fn wait_with_output(mut self) -> Result<Output, SandboxError> {
         let rx = self.supervisor_done.take();
         let out = self
@@ -79,12 +79,17 @@ impl Sandboxed {
     }
 }
 
-/// Standard streams of the skill (default: inherited, i.e. passed through).
+/// How to start a skill beyond its spec. Default: stdio inherited (passed through), no host
+/// proxy.
 #[derive(Debug, Default)]
-pub struct StdioSpec {
+pub struct SpawnOptions {
     pub stdin: Option<Stdio>,
     pub stdout: Option<Stdio>,
     pub stderr: Option<Stdio>,
+    /// Standard and audit-only modes: IronClaw's egress proxy on the host (HTTP_PROXY and
+    /// HTTPS_PROXY point at it; in audit-only mode connects to it are not reported). Strict
+    /// mode ignores it: the proxy listener lives in the skill's own network namespace.
+    pub host_proxy: Option<std::net::SocketAddrV4>,
 }
 
 /// Makes the calling process (IronClaw) non-dumpable, so a skill running as the same user
@@ -463,14 +468,14 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 
 /// Runs a skill in its sandbox with stdio passed through.
 pub fn spawn(spec: &SandboxSpec, sink: Arc<dyn ViolationSink>) -> Result<Sandboxed, SandboxError> {
-    spawn_with(spec, sink, StdioSpec::default())
+    spawn_with(spec, sink, SpawnOptions::default())
 }
 
 /// [`spawn`] with chosen standard streams.
 pub fn spawn_with(
     spec: &SandboxSpec,
     sink: Arc<dyn ViolationSink>,
-    stdio: StdioSpec,
+    stdio: SpawnOptions,
 ) -> Result<Sandboxed, SandboxError> {
     validate(spec)?;
     if spec.mode == Mode::Strict {
@@ -498,7 +503,7 @@ pub fn spawn_with(
         &spec.grants,
         &spec.workspace,
         strict.then_some(tmp.as_path()),
-        net.as_ref().map(|n| n.proxy),
+        net.as_ref().map(|n| n.proxy).or(stdio.host_proxy),
     )?;
 
     // Filesystem policy (strict and audit-only: the latter reports against it).
@@ -660,6 +665,7 @@ pub fn spawn_with(
         rules: sup_rules,
         hidden: sup_hidden,
         exec: exec_set,
+        host_proxy: stdio.host_proxy,
         net: net.clone(),
     };
     let (ctl_tx, ctl_rx) = mpsc::channel::<Result<Vec<OwnedFd>, (usize, i32)>>();

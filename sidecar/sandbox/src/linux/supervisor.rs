@@ -25,6 +25,8 @@ pub struct Policy {
     /// Files with a per-file execute right (kept apart: a set lookup, not a rule scan).
     pub exec: std::collections::HashSet<PathBuf>,
     pub net: Option<NetPlan>,
+    /// Audit-only mode: IronClaw's proxy on the host.
+    pub host_proxy: Option<std::net::SocketAddrV4>,
 }
 
 enum Answer {
@@ -373,8 +375,10 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
         if let Some((ip, port)) = dest {
             let ok = match &policy.net {
                 Some(plan) => policy::net_allows(plan, ip, port),
-                // Audit-only: the proxy lives on the host's loopback.
-                None => ip.is_loopback(),
+                // Audit-only: only IronClaw's proxy on the host is not a bypass.
+                None => policy
+                    .host_proxy
+                    .is_some_and(|p| IpAddr::V4(*p.ip()) == ip && p.port() == port),
             };
             if !ok {
                 sink.report(Violation::Network {
@@ -552,6 +556,7 @@ mod tests {
             hidden: vec![],
             exec: Default::default(),
             net: None,
+            host_proxy: None,
         };
         let me = std::process::id();
         assert!(fs_ok(

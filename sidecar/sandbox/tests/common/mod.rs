@@ -3,7 +3,7 @@
 //! probe installed as a skill, a recording violation sink.
 
 use ironclaw_crds::Grants;
-use ironclaw_sandbox::{Mode, SandboxSpec, StdioSpec, Violation, ViolationSink};
+use ironclaw_sandbox::{Mode, SandboxSpec, SpawnOptions, Violation, ViolationSink};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -93,14 +93,23 @@ pub fn grants(items: &[&str]) -> Grants {
 
 /// Runs the spec, returns (stdout+stderr, exit code, violations).
 pub fn run(spec: &SandboxSpec) -> (String, i32, Vec<Violation>) {
+    run_with_proxy(spec, None)
+}
+
+/// [`run`] with IronClaw's host proxy given (standard and audit-only modes).
+pub fn run_with_proxy(
+    spec: &SandboxSpec,
+    host_proxy: Option<std::net::SocketAddrV4>,
+) -> (String, i32, Vec<Violation>) {
     let rec = Arc::new(Recorder::default());
     let sb = ironclaw_sandbox::spawn_with(
         spec,
         rec.clone(),
-        StdioSpec {
+        SpawnOptions {
             stdin: Some(Stdio::null()),
             stdout: Some(Stdio::piped()),
             stderr: Some(Stdio::piped()),
+            host_proxy,
         },
     )
     .unwrap();
