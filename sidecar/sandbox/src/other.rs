@@ -29,6 +29,11 @@ impl Sandboxed {
     pub fn take_network(&mut self) -> Option<Network> {
         None
     }
+    pub fn kill(&mut self) -> Result<(), SandboxError> {
+        self.child
+            .kill()
+            .map_err(|e| SandboxError::io("killing the skill", e))
+    }
     pub fn wait(mut self) -> Result<ExitStatus, SandboxError> {
         self.child
             .wait()

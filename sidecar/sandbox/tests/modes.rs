@@ -171,3 +171,20 @@ unsafe fn libc_prctl_get_dumpable() -> i32 {
     // SAFETY: PR_GET_DUMPABLE takes no further arguments.
     unsafe { prctl(PR_GET_DUMPABLE) }
 }
+
+#[test]
+fn kill_stops_a_running_strict_skill() {
+    let h = home("killme");
+    let spec = h.spec(
+        "killme",
+        Mode::Strict,
+        grants(&[]),
+        &["exec", "/usr/bin/sleep", "30"],
+    );
+    let mut sb = ironclaw_sandbox::spawn(&spec, std::sync::Arc::new(Recorder::default())).unwrap();
+    let t = std::time::Instant::now();
+    sb.kill().unwrap();
+    let st = sb.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+}

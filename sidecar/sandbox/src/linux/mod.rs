@@ -44,6 +44,23 @@ impl Sandboxed {
         self.child.id() as i32
     }
 
+    /// Kills the skill and everything in its session (its process group: the skill runs in
+    /// its own session, so this reaches the children it did not detach further).
+    pub fn kill(&mut self) -> Result<(), SandboxError> {
+        let pgid = self.pid();
+        // SAFETY: signalling our own child's process group.
+        if unsafe { libc::kill(-pgid, libc::SIGKILL) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(SandboxError::io(
+                    format!("killing skill process group {pgid}"),
+                    e,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The network listeners (strict mode only); `None` after the first call.
     pub fn take_network(&mut self) -> Option<Network> {
         self.network.take()
