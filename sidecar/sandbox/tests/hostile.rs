@@ -232,16 +232,18 @@ fn network_only_reaches_ironclaw_listeners() {
     ] {
         let spec = h.spec("hostile", Mode::Strict, g.clone(), &args);
         let rec = Arc::new(Recorder::default());
-        let mut sb = ironclaw_sandbox::spawn_with(
-            &spec,
-            rec.clone(),
-            ironclaw_sandbox::SpawnOptions {
-                stdin: Some(std::process::Stdio::null()),
-                stdout: Some(std::process::Stdio::piped()),
-                stderr: Some(std::process::Stdio::piped()),
-                ..Default::default()
-            },
-        )
+        let mut sb = forking(|| {
+            ironclaw_sandbox::spawn_with(
+                &spec,
+                rec.clone(),
+                ironclaw_sandbox::SpawnOptions {
+                    stdin: Some(std::process::Stdio::null()),
+                    stdout: Some(std::process::Stdio::piped()),
+                    stderr: Some(std::process::Stdio::piped()),
+                    ..Default::default()
+                },
+            )
+        })
         .unwrap();
         let net = sb.take_network().unwrap();
         assert_eq!(
@@ -407,7 +409,7 @@ fn invalid_specs_are_refused_naming_the_field() {
     let h = home("hostile");
     let mut spec = h.spec("hostile", Mode::Strict, grants(&[]), &[]);
     spec.argv[0] = "probe".into();
-    let e = ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default()))
+    let e = forking(|| ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default())))
         .unwrap_err()
         .to_string();
     assert!(
@@ -416,7 +418,7 @@ fn invalid_specs_are_refused_naming_the_field() {
     );
     let mut spec = h.spec("Bad_Name", Mode::Strict, grants(&[]), &[]);
     spec.skill = "Bad_Name".into();
-    let e = ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default()))
+    let e = forking(|| ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default())))
         .unwrap_err()
         .to_string();
     assert!(e.contains("`skill`"), "{e}");
@@ -427,7 +429,7 @@ fn invalid_specs_are_refused_naming_the_field() {
         &["env", "X"],
     );
     spec.env = vec![("GITHUB_TOKEN".into(), "t".into())];
-    let e = ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default()))
+    let e = forking(|| ironclaw_sandbox::spawn(&spec, Arc::new(Recorder::default())))
         .unwrap_err()
         .to_string();
     assert!(e.contains("`env`") && e.contains("GITHUB_TOKEN"), "{e}");

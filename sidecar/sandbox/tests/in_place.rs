@@ -9,16 +9,18 @@ use std::process::Command;
 fn in_place(h: &Home, port: u16, check: &[&str]) -> String {
     let ws = h.ws_root.join("skills/pod");
     std::fs::create_dir_all(&ws).unwrap();
-    let out = Command::new(&h.probe)
-        .arg("in-place")
-        .arg(&h.skill_dir)
-        .arg(&ws)
-        .arg(&h.home)
-        .arg(&h.ws_root)
-        .arg(port.to_string())
-        .args(check)
-        .output()
-        .unwrap();
+    let out = forking(|| {
+        Command::new(&h.probe)
+            .arg("in-place")
+            .arg(&h.skill_dir)
+            .arg(&ws)
+            .arg(&h.home)
+            .arg(&h.ws_root)
+            .arg(port.to_string())
+            .args(check)
+            .output()
+    })
+    .unwrap();
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s.trim().to_string()

@@ -181,7 +181,9 @@ fn kill_stops_a_running_strict_skill() {
         grants(&[]),
         &["exec", "/usr/bin/sleep", "30"],
     );
-    let mut sb = ironclaw_sandbox::spawn(&spec, std::sync::Arc::new(Recorder::default())).unwrap();
+    let mut sb =
+        forking(|| ironclaw_sandbox::spawn(&spec, std::sync::Arc::new(Recorder::default())))
+            .unwrap();
     let t = std::time::Instant::now();
     sb.kill().unwrap();
     let st = sb.wait().unwrap();

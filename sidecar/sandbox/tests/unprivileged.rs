@@ -17,16 +17,18 @@ fn chown_tree(p: &Path, uid: u32) {
 }
 
 fn as_nobody(h: &Home, check: &[&str]) -> String {
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&h.probe)
-        .arg("nested-strict")
-        .arg(&h.skill_dir)
-        .arg(&h.home)
-        .args(check)
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = forking(|| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&h.probe)
+            .arg("nested-strict")
+            .arg(&h.skill_dir)
+            .arg(&h.home)
+            .args(check)
+            .env_clear()
+            .output()
+    })
+    .unwrap();
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s

@@ -8,6 +8,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+/// Tests run in parallel threads: a binary being copied (open for writing) in one thread is
+/// inherited by a child forked in another until that child execs, and exec'ing the copy then
+/// fails with ETXTBSY. Copies take this lock exclusively, forks share it.
+pub static FORK_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Runs `f` (which forks) while no test is writing a binary.
+pub fn forking<T>(f: impl FnOnce() -> T) -> T {
+    let _g = FORK_LOCK.read().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
 #[derive(Default)]
 pub struct Recorder(pub Mutex<Vec<Violation>>);
 
@@ -45,7 +56,10 @@ pub fn home(skill: &str) -> Home {
     std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
     std::fs::write(ironclaw.join("ironclaw.json"), "{\"config\":1}").unwrap();
     let probe = skill_dir.join("probe");
-    std::fs::copy(env!("CARGO_BIN_EXE_ironclaw-sandbox-probe"), &probe).unwrap();
+    {
+        let _w = FORK_LOCK.write().unwrap_or_else(|e| e.into_inner());
+        std::fs::copy(env!("CARGO_BIN_EXE_ironclaw-sandbox-probe"), &probe).unwrap();
+    }
     Home {
         tmp,
         home,
@@ -102,16 +116,18 @@ pub fn run_with_proxy(
     host_proxy: Option<std::net::SocketAddrV4>,
 ) -> (String, i32, Vec<Violation>) {
     let rec = Arc::new(Recorder::default());
-    let sb = ironclaw_sandbox::spawn_with(
-        spec,
-        rec.clone(),
-        SpawnOptions {
-            stdin: Some(Stdio::null()),
-            stdout: Some(Stdio::piped()),
-            stderr: Some(Stdio::piped()),
-            host_proxy,
-        },
-    )
+    let sb = forking(|| {
+        ironclaw_sandbox::spawn_with(
+            spec,
+            rec.clone(),
+            SpawnOptions {
+                stdin: Some(Stdio::null()),
+                stdout: Some(Stdio::piped()),
+                stderr: Some(Stdio::piped()),
+                host_proxy,
+            },
+        )
+    })
     .unwrap();
     let out = sb.wait_with_output().unwrap();
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
