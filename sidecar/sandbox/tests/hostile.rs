@@ -350,6 +350,8 @@ fn dangerous_syscalls_answer_eperm_and_are_reported() {
         "process_vm_readv",
         "pidfd_getfd",
         "kcmp",
+        "prlimit64",
+        "setpriority",
     ] {
         let (o, _, v) = strict(&h, &[], &["sys", name]);
         assert_eq!(o, EPERM, "{name}");

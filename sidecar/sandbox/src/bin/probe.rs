@@ -315,6 +315,21 @@ mod linux {
                     libc::process_vm_readv(target, &l, 1, &r, 1, 0) as i64
                 }
                 "pidfd_getfd" => libc::syscall(libc::SYS_pidfd_getfd, 0, 0, 0),
+                // Harmless if it got through: reads the limit, re-sets the current priority.
+                "prlimit64" => {
+                    let mut old: libc::rlimit = std::mem::zeroed();
+                    libc::syscall(
+                        libc::SYS_prlimit64,
+                        target,
+                        libc::RLIMIT_NOFILE,
+                        std::ptr::null::<libc::rlimit>(),
+                        &mut old,
+                    )
+                }
+                "setpriority" => {
+                    let cur = libc::getpriority(libc::PRIO_PROCESS, target as libc::id_t);
+                    libc::setpriority(libc::PRIO_PROCESS, target as libc::id_t, cur) as i64
+                }
                 "kcmp" => libc::syscall(libc::SYS_kcmp, target, libc::getpid(), 0, 0, 0),
                 other => return format!("unknown syscall {other}"),
             }

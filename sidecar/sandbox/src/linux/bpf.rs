@@ -282,6 +282,31 @@ mod tests {
             run(&plain, x, nr("memfd_create"), [0, 9, 0, 0, 0, 0]),
             RET_ALLOW
         );
+        // Other processes' priority, limits and scheduling are not the skill's.
+        assert_eq!(
+            run(&plain, x, nr("prlimit64"), [0, 7, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&plain, x, nr("prlimit64"), [1234, 7, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("setpriority"), [0, 0, 5, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&plain, x, nr("setpriority"), [2, 0, 5, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("setpriority"), [0, 1234, 5, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(&plain, x, nr("sched_setaffinity"), [1234, 8, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
         // fstat stays off the supervisor; sendto without an address too.
         assert_eq!(
             run(&sup, x, nr("newfstatat"), [3, 0, 0, 0x1000, 0, 0]),

@@ -294,6 +294,17 @@ pub fn rule_table() -> Vec<SyscallRule> {
                 ],
                 fallback: Action::Allow,
             },
+            "setpriority" => SyscallRule {
+                name,
+                when: vec![(vec![c(0, u32::MAX, 0), c(1, u32::MAX, 0)], Action::Allow)],
+                fallback: Action::Deny,
+            },
+            "prlimit64" | "sched_setaffinity" | "sched_setparam" | "sched_setscheduler"
+            | "sched_setattr" => SyscallRule {
+                name,
+                when: vec![(vec![c(0, u32::MAX, 0)], Action::Allow)],
+                fallback: Action::Deny,
+            },
             "personality" => SyscallRule {
                 name,
                 when: vec![(vec![c(0, u32::MAX, u32::MAX)], Action::Allow)],
@@ -435,6 +446,15 @@ mod tests {
         // fstat via newfstatat(AT_EMPTY_PATH) stays off the supervisor.
         assert_eq!(get("newfstatat").when[0].1, Action::Allow);
         assert_eq!(get("memfd_create").fallback, Action::Deny);
+        for n in [
+            "setpriority",
+            "prlimit64",
+            "sched_setaffinity",
+            "sched_setattr",
+        ] {
+            assert_eq!(get(n).fallback, Action::Deny, "{n}");
+            assert!(get(n).when[0].0.iter().all(|c| c.value == 0), "{n}");
+        }
     }
 
     #[test]
