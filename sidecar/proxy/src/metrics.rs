@@ -1,13 +1,14 @@
 //! Prometheus counters. Every label comes from a closed enum.
 
 use crate::event::BlockReason;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 
 /// How the client reached the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// HTTP CONNECT tunnel.
     Connect,
@@ -17,25 +18,25 @@ pub enum Protocol {
     Forward,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Reason {
-    not_granted,
-    private_address,
-    metadata_address,
-    resolve_failed,
-    bad_request,
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Connect => "connect",
+            Protocol::Http => "http",
+            Protocol::Forward => "forward",
+        }
+    }
 }
 
-impl From<BlockReason> for Reason {
-    fn from(r: BlockReason) -> Self {
-        match r {
-            BlockReason::NotGranted => Reason::not_granted,
-            BlockReason::PrivateAddress => Reason::private_address,
-            BlockReason::MetadataAddress => Reason::metadata_address,
-            BlockReason::ResolveFailed => Reason::resolve_failed,
-            BlockReason::BadRequest => Reason::bad_request,
-        }
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for BlockReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
     }
 }
 
@@ -47,7 +48,7 @@ pub struct ProtocolLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct BlockLabels {
     pub protocol: Protocol,
-    pub reason: Reason,
+    pub reason: BlockReason,
 }
 
 /// The proxy's counters (cheap to clone: they share storage).
@@ -103,10 +104,7 @@ impl Metrics {
     }
 
     pub(crate) fn block(&self, protocol: Protocol, reason: BlockReason, blocked: bool) {
-        let labels = BlockLabels {
-            protocol,
-            reason: reason.into(),
-        };
+        let labels = BlockLabels { protocol, reason };
         if blocked {
             self.blocked.get_or_create(&labels).inc();
         } else {
