@@ -178,7 +178,7 @@ impl EgressProxy {
                     .await;
             }
         };
-        let mut upstream = match self.open(Protocol::Connect, &target).await {
+        let upstream = match self.open(Protocol::Connect, &target).await {
             Ok(s) => s,
             Err(r) => return self.refusal(&target, r),
         };
@@ -188,7 +188,18 @@ impl EgressProxy {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(up) => {
-                    let end = relay::relay(TokioIo::new(up), &mut upstream, idle, buf).await;
+                    // The client socket itself (plus what it sent after the CONNECT head), so
+                    // the tunnel can splice socket to socket.
+                    let end = match up.downcast::<TokioIo<TcpStream>>() {
+                        Ok(parts) => {
+                            let client = parts.io.into_inner();
+                            relay::relay_tcp(client, upstream, &parts.read_buf, idle, buf).await
+                        }
+                        Err(up) => {
+                            let mut upstream = upstream;
+                            relay::relay(TokioIo::new(up), &mut upstream, idle, buf).await
+                        }
+                    };
                     tracing::debug!(protocol = "connect", ?end, "tunnel closed");
                 }
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

@@ -206,10 +206,11 @@ impl EgressProxy {
             let target = target.clone();
             tokio::spawn(async move {
                 match this.open(Protocol::Forward, &target).await {
-                    Ok(mut upstream) => {
-                        let end = relay::relay(
+                    Ok(upstream) => {
+                        let end = relay::relay_tcp(
                             client,
-                            &mut upstream,
+                            upstream,
+                            &[],
                             this.config.idle_timeout,
                             this.config.relay_buffer,
                         )

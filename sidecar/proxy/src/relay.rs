@@ -105,3 +105,125 @@ where
         () = idle_watch(&moved, idle) => RelayEnd::Idle,
     }
 }
+
+/// Relays two TCP sockets: on Linux with splice(2) through a pipe per direction (bytes never
+/// enter user space), elsewhere with [`relay`]. `prefix` (bytes the client already sent) goes
+/// to `b` first.
+pub(crate) async fn relay_tcp(
+    a: tokio::net::TcpStream,
+    mut b: tokio::net::TcpStream,
+    prefix: &[u8],
+    idle: Duration,
+    buf: usize,
+) -> RelayEnd {
+    use tokio::io::AsyncWriteExt;
+    if !prefix.is_empty() && b.write_all(prefix).await.is_err() {
+        return RelayEnd::Done;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        if let Some(end) = splice::relay(&a, &b, idle).await {
+            return end;
+        }
+    }
+    relay(a, &mut b, idle, buf).await
+}
+
+#[cfg(target_os = "linux")]
+mod splice {
+    use super::{RelayEnd, idle_watch};
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Bytes asked of one splice call (the pipe is enlarged to this when the system allows).
+    const CHUNK: usize = 1 << 20;
+
+    struct Pipe {
+        r: OwnedFd,
+        w: OwnedFd,
+    }
+
+    fn pipe() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // A larger pipe means fewer calls for bulk transfers; the default (64 KiB) still works.
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+        Ok(Pipe { r, w })
+    }
+
+    fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+        // SAFETY: plain descriptors and null offsets (both ends are streams or pipes).
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// One direction until EOF (then the write side of `to` is shut down) or an error.
+    async fn one_way(
+        from: &TcpStream,
+        to: &TcpStream,
+        pipe: &Pipe,
+        moved: &AtomicU64,
+    ) -> io::Result<()> {
+        loop {
+            let n = from
+                .async_io(Interest::READABLE, || {
+                    splice(from.as_raw_fd(), pipe.w.as_raw_fd(), CHUNK)
+                })
+                .await?;
+            if n == 0 {
+                // SAFETY: shutdown on a socket descriptor `to` keeps open.
+                unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+                return Ok(());
+            }
+            moved.fetch_add(n as u64, Ordering::Relaxed);
+            let mut left = n;
+            while left > 0 {
+                left -= to
+                    .async_io(Interest::WRITABLE, || {
+                        splice(pipe.r.as_raw_fd(), to.as_raw_fd(), left)
+                    })
+                    .await?;
+            }
+        }
+    }
+
+    /// `None` when pipes cannot be had (the caller falls back to copying).
+    pub(super) async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration) -> Option<RelayEnd> {
+        let (up, down) = match (pipe(), pipe()) {
+            (Ok(u), Ok(d)) => (u, d),
+            _ => return None,
+        };
+        let moved = AtomicU64::new(0);
+        let both = async {
+            let _ = tokio::try_join!(one_way(a, b, &up, &moved), one_way(b, a, &down, &moved));
+        };
+        Some(tokio::select! {
+            () = both => RelayEnd::Done,
+            () = idle_watch(&moved, idle) => RelayEnd::Idle,
+        })
+    }
+}

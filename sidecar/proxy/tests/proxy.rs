@@ -651,3 +651,24 @@ async fn metrics_count_allowed_and_blocked_by_reason() {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn bytes_sent_right_after_the_connect_head_and_half_close_are_relayed() {
+    let echo = echo_origin("127.0.0.3").await;
+    let p = start(&[echo.addr.to_string()], no_dns()).await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    // The head and the first payload bytes in one write (as a TLS client pipelining its hello).
+    c.write_all(format!("CONNECT {} HTTP/1.1\r\n\r\nhello-pipelined", echo.addr).as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut c, true).await.unwrap();
+    assert_eq!(r.status, 200);
+    c.write_all(b"|tail").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got))
+        .await
+        .expect("tunnel did not close after both sides finished")
+        .unwrap();
+    assert_eq!(got, b"hello-pipelined|tail");
+}

@@ -40,6 +40,7 @@ struct Opts {
     seconds: f64,
     rounds: usize,
     only: Option<String>,
+    proxy_threads: Option<String>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -47,6 +48,7 @@ fn parse_args() -> Result<Opts, String> {
         seconds: 3.0,
         rounds: 3,
         only: None,
+        proxy_threads: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -63,9 +65,10 @@ fn parse_args() -> Result<Opts, String> {
                     .map_err(|_| "--rounds: expected a count")?
             }
             "--only" => o.only = Some(val("--only")?),
+            "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME)"
+                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, --proxy-threads N)"
                 ));
             }
         }
@@ -160,10 +163,16 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> io::Result
     Err(io::Error::other(format!("{what} did not listen on {addr}")))
 }
 
+static PROXY_THREADS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn start_ironclaw(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("ironclaw-proxy");
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    if let Some(n) = PROXY_THREADS.get() {
+        cmd.args(["--threads", n]);
+    }
+    let mut child = cmd
         .args(["--listen", "127.0.0.1:0", "--grant", &origin.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -450,6 +459,9 @@ struct Figures {
 
 fn run() -> Result<(), String> {
     let o = parse_args()?;
+    if let Some(n) = &o.proxy_threads {
+        let _ = PROXY_THREADS.set(n.clone());
+    }
     let origin = start_origin().map_err(|e| format!("origin: {e}"))?;
     let mut procs = Vec::new();
     let mut contenders = vec![Contender {
