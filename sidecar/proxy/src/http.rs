@@ -23,10 +23,15 @@ struct Upstream {
     sender: hyper::client::conn::http1::SendRequest<Incoming>,
 }
 
+/// An origin connection's I/O driver (hyper's client `Connection`).
+type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Per client connection state.
-#[derive(Default)]
 struct ConnState {
     upstream: Mutex<Option<Upstream>>,
+    /// Hands a new origin connection's driver to the task serving the client, which polls it
+    /// itself: request, response and body frames then move without waking another task.
+    drivers: tokio::sync::mpsc::UnboundedSender<Driver>,
 }
 
 impl ConnState {
@@ -64,8 +69,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(n);
     }
-    // The body framing is re-done by the HTTP layer for the next hop.
-    headers.remove(header::TRANSFER_ENCODING);
+    // The body framing is re-done by the HTTP layer for the next hop. A message that came with
+    // Transfer-Encoding was framed by it, so a Content-Length beside it is stale (RFC 9112 6.3).
+    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
 }
 
 fn text(status: StatusCode, reason: &str, body: String) -> Response<ProxyBody> {
@@ -84,7 +92,11 @@ fn text(status: StatusCode, reason: &str, body: String) -> Response<ProxyBody> {
 
 impl EgressProxy {
     pub(crate) async fn serve_http_conn(self: Arc<Self>, stream: TcpStream) {
-        let state = Arc::new(ConnState::default());
+        let (drivers, mut new_drivers) = tokio::sync::mpsc::unbounded_channel::<Driver>();
+        let state = Arc::new(ConnState {
+            upstream: Mutex::new(None),
+            drivers,
+        });
         let this = self.clone();
         let svc = hyper::service::service_fn(move |req| {
             let this = this.clone();
@@ -98,7 +110,23 @@ impl EgressProxy {
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        // The origin connection in use (one at a time: a new one replaces a finished or
+        // abandoned one), driven by this task alongside the client connection.
+        let mut driver: Option<Driver> = None;
+        let result = loop {
+            tokio::select! {
+                r = &mut conn => break r,
+                Some(d) = new_drivers.recv() => driver = Some(d),
+                () = async {
+                    match driver.as_mut() {
+                        Some(d) => d.await,
+                        None => std::future::pending().await,
+                    }
+                } => driver = None,
+            }
+        };
+        if let Err(e) = result {
             if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
                 self.metrics.malformed.inc();
             }
@@ -286,11 +314,17 @@ impl EgressProxy {
                 .await
             {
                 Ok((s, conn)) => {
-                    tokio::spawn(async move {
+                    let driver: Driver = Box::pin(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "origin connection ended with an error");
                         }
                     });
+                    if state.drivers.send(driver).is_err() {
+                        return self.refusal(
+                            &target,
+                            Refusal::Upstream(std::io::Error::other("client connection ending")),
+                        );
+                    }
                     sender = Some(s);
                 }
                 Err(e) => {

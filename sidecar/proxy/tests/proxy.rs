@@ -672,3 +672,23 @@ async fn bytes_sent_right_after_the_connect_head_and_half_close_are_relayed() {
         .unwrap();
     assert_eq!(got, b"hello-pipelined|tail");
 }
+
+#[tokio::test]
+async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed_once() {
+    let origin = http_origin("127.0.0.2").await;
+    let o = origin.addr.to_string();
+    let p = start(std::slice::from_ref(&o), no_dns()).await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    let r = roundtrip(
+        &mut c,
+        format!(
+            "POST http://{o}/p HTTP/1.1\r\nHost: {o}\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    // Forwarded framed by the chunked encoding only (a stale Content-Length would make the
+    // origin connection fail and the client get 502).
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello");
+}
