@@ -32,6 +32,8 @@ struct ConnState {
     /// Hands a new origin connection's driver to the task serving the client, which polls it
     /// itself: request, response and body frames then move without waking another task.
     drivers: tokio::sync::mpsc::UnboundedSender<Driver>,
+    /// This connection's slot under `max_connections` (a tunnel keeps a clone).
+    permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ConnState {
@@ -91,11 +93,16 @@ fn text(status: StatusCode, reason: &str, body: String) -> Response<ProxyBody> {
 }
 
 impl EgressProxy {
-    pub(crate) async fn serve_http_conn(self: Arc<Self>, stream: TcpStream) {
+    pub(crate) async fn serve_http_conn(
+        self: Arc<Self>,
+        stream: TcpStream,
+        permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    ) {
         let (drivers, mut new_drivers) = tokio::sync::mpsc::unbounded_channel::<Driver>();
         let state = Arc::new(ConnState {
             upstream: Mutex::new(None),
             drivers,
+            permit,
         });
         let this = self.clone();
         let svc = hyper::service::service_fn(move |req| {
@@ -136,7 +143,7 @@ impl EgressProxy {
 
     async fn handle(&self, state: &ConnState, req: Request<Incoming>) -> Response<ProxyBody> {
         if req.method() == Method::CONNECT {
-            return self.handle_connect(req).await;
+            return self.handle_connect(state, req).await;
         }
         self.handle_forward(state, req).await
     }
@@ -186,7 +193,11 @@ impl EgressProxy {
         }
     }
 
-    async fn handle_connect(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle_connect(
+        &self,
+        state: &ConnState,
+        mut req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let Some(auth) = req.uri().authority().cloned() else {
             let shown = req.uri().to_string();
             return self
@@ -211,6 +222,7 @@ impl EgressProxy {
             Err(r) => return self.refusal(&target, r),
         };
         let on_upgrade = hyper::upgrade::on(&mut req);
+        let permit = state.permit.clone();
         let idle = self.config.idle_timeout;
         let buf = self.config.relay_buffer;
         tokio::spawn(async move {
@@ -232,6 +244,7 @@ impl EgressProxy {
                 }
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
+            drop(permit);
         });
         Response::new(Either::Right(Full::new(Bytes::new())))
     }

@@ -167,10 +167,9 @@ impl EgressProxy {
         loop {
             let (stream, permit) = self.accept(&listener).await?;
             let this = self.clone();
-            tokio::spawn(async move {
-                this.serve_http_conn(stream).await;
-                drop(permit);
-            });
+            // The permit lives as long as the connection, including a CONNECT tunnel it turns
+            // into, so tunnels count toward `max_connections` too.
+            tokio::spawn(this.serve_http_conn(stream, Arc::new(permit)));
         }
     }
 

@@ -692,3 +692,40 @@ async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "hello");
 }
+
+#[tokio::test]
+async fn open_tunnels_count_toward_the_connection_limit() {
+    let echo = echo_origin("127.0.0.2").await;
+    let config = ProxyConfig {
+        max_connections: 1,
+        ..ProxyConfig::default()
+    };
+    let p = start_with(
+        &[echo.addr.to_string()],
+        Mode::Enforce,
+        no_dns(),
+        Arc::new(RecordingSink::default()),
+        config,
+    )
+    .await;
+    let mut t = TcpStream::connect(p.addr).await.unwrap();
+    t.write_all(format!("CONNECT {} HTTP/1.1\r\n\r\n", echo.addr).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut t, true).await.unwrap().status, 200);
+    // While the tunnel is open, a second client waits (in the backlog) for a slot.
+    let mut second = TcpStream::connect(p.addr).await.unwrap();
+    second
+        .write_all(format!("CONNECT {} HTTP/1.1\r\n\r\n", echo.addr).as_bytes())
+        .await
+        .unwrap();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(300), read_response(&mut second, true)).await;
+    assert!(waited.is_err(), "served beyond max_connections");
+    drop(t);
+    let r = tokio::time::timeout(Duration::from_secs(5), read_response(&mut second, true))
+        .await
+        .expect("not served after the tunnel closed")
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
