@@ -110,7 +110,7 @@ where
 /// enter user space), elsewhere with [`relay`]. `prefix` (bytes the client already sent) goes
 /// to `b` first.
 pub(crate) async fn relay_tcp(
-    a: tokio::net::TcpStream,
+    mut a: tokio::net::TcpStream,
     mut b: tokio::net::TcpStream,
     prefix: &[u8],
     idle: Duration,
@@ -122,7 +122,7 @@ pub(crate) async fn relay_tcp(
     }
     #[cfg(target_os = "linux")]
     {
-        if let Some(end) = splice::relay(&a, &b, idle).await {
+        if let Some(end) = splice::relay(&mut a, &mut b, idle).await {
             return end;
         }
     }
@@ -136,8 +136,9 @@ mod splice {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
-    use tokio::io::Interest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
     use tokio::net::TcpStream;
+    use tokio::net::tcp::{ReadHalf, WriteHalf};
 
     /// Bytes asked of one splice call (the pipe is enlarged to this when the system allows).
     const CHUNK: usize = 1 << 20;
@@ -181,45 +182,85 @@ mod splice {
         }
     }
 
+    /// Bytes read by plain `read` before switching to splice.
+    const SMALL: usize = 16 * 1024;
+
+    fn shutdown_write(to: &TcpStream) {
+        // SAFETY: shutdown on a socket descriptor `to` keeps open.
+        unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+    }
+
+    /// Moves `n` bytes from the pipe to `to`.
+    async fn drain(pipe: &Pipe, to: &TcpStream, n: usize) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            left -= to
+                .async_io(Interest::WRITABLE, || {
+                    splice(pipe.r.as_raw_fd(), to.as_raw_fd(), left)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// One direction until EOF (then the write side of `to` is shut down) or an error.
+    ///
+    /// Small messages (requests, responses, interactive traffic) take one `read` and one
+    /// `write`: tokio knows a short read drained the socket, so no extra call is made to learn
+    /// it. A read that fills the buffer starts a bulk transfer: from then on bytes are spliced
+    /// (never copied into user space) until a splice comes back short.
     async fn one_way(
-        from: &TcpStream,
-        to: &TcpStream,
+        mut from: ReadHalf<'_>,
+        mut to: WriteHalf<'_>,
         pipe: &Pipe,
         moved: &AtomicU64,
     ) -> io::Result<()> {
+        let mut buf = vec![0u8; SMALL];
+        let mut bulk = false;
         loop {
-            let n = from
-                .async_io(Interest::READABLE, || {
-                    splice(from.as_raw_fd(), pipe.w.as_raw_fd(), CHUNK)
-                })
-                .await?;
+            let n = if bulk {
+                let src = from.as_ref();
+                let n = src
+                    .async_io(Interest::READABLE, || {
+                        splice(src.as_raw_fd(), pipe.w.as_raw_fd(), CHUNK)
+                    })
+                    .await?;
+                if n > 0 {
+                    drain(pipe, to.as_ref(), n).await?;
+                }
+                bulk = n >= SMALL;
+                n
+            } else {
+                let n = from.read(&mut buf).await?;
+                if n > 0 {
+                    to.write_all(&buf[..n]).await?;
+                }
+                bulk = n == buf.len();
+                n
+            };
             if n == 0 {
-                // SAFETY: shutdown on a socket descriptor `to` keeps open.
-                unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+                shutdown_write(to.as_ref());
                 return Ok(());
             }
             moved.fetch_add(n as u64, Ordering::Relaxed);
-            let mut left = n;
-            while left > 0 {
-                left -= to
-                    .async_io(Interest::WRITABLE, || {
-                        splice(pipe.r.as_raw_fd(), to.as_raw_fd(), left)
-                    })
-                    .await?;
-            }
         }
     }
 
     /// `None` when pipes cannot be had (the caller falls back to copying).
-    pub(super) async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration) -> Option<RelayEnd> {
+    pub(super) async fn relay(
+        a: &mut TcpStream,
+        b: &mut TcpStream,
+        idle: Duration,
+    ) -> Option<RelayEnd> {
         let (up, down) = match (pipe(), pipe()) {
             (Ok(u), Ok(d)) => (u, d),
             _ => return None,
         };
         let moved = AtomicU64::new(0);
+        let (ar, aw) = a.split();
+        let (br, bw) = b.split();
         let both = async {
-            let _ = tokio::try_join!(one_way(a, b, &up, &moved), one_way(b, a, &down, &moved));
+            let _ = tokio::try_join!(one_way(ar, bw, &up, &moved), one_way(br, aw, &down, &moved));
         };
         Some(tokio::select! {
             () = both => RelayEnd::Done,

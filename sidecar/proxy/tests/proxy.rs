@@ -409,7 +409,17 @@ async fn connect_tunnels_relay_bytes_both_ways() {
     let mut got = vec![0u8; big.len()];
     rd.read_exact(&mut got).await.unwrap();
     assert!(got == big, "tunnel corrupted the bytes");
-    drop(writer.await.unwrap());
+    // After a bulk transfer, small messages still pass one by one.
+    let mut wr = writer.await.unwrap();
+    for msg in [&b"a"[..], b"small", b"x"] {
+        wr.write_all(msg).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), rd.read_exact(&mut back))
+            .await
+            .expect("small message stuck after bulk")
+            .unwrap();
+        assert_eq!(back, msg);
+    }
 }
 
 #[tokio::test]
