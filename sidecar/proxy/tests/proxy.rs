@@ -739,3 +739,49 @@ async fn open_tunnels_count_toward_the_connection_limit() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn random_garbage_never_takes_the_proxy_down() {
+    let origin = http_origin("127.0.0.2").await;
+    let o = origin.addr.to_string();
+    // Only the origin is granted and no name resolves: nothing can leave 127.0.0.0/8.
+    let p = start(std::slice::from_ref(&o), no_dns()).await;
+    let prefixes: [&[u8]; 5] = [
+        b"",
+        b"GET http://",
+        b"CONNECT ",
+        b"POST http://127.0.0.2/ HTTP/1.1\r\nContent-Length: ",
+        b"GET http://x/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..200 {
+        let len = (next() % 300) as usize;
+        let mut raw = prefixes[i % prefixes.len()].to_vec();
+        let alphabet = b"\r\n :/[]@%*.-0123456789abcxyzHTTP\x00\xff";
+        raw.extend((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        let _ = c.write_all(&raw).await;
+        let _ = c.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut sink)).await;
+        if !sink.is_empty() {
+            assert!(
+                sink.starts_with(b"HTTP/1.1 "),
+                "{:?}",
+                String::from_utf8_lossy(&sink)
+            );
+        }
+    }
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    assert_eq!(roundtrip(&mut c, &get(&o, "/alive")).await.status, 200);
+    assert!(
+        p.sink.take().iter().all(|e| e.blocked),
+        "garbage let something through"
+    );
+}
