@@ -1,0 +1,574 @@
+//! Benchmark of the egress proxy against a direct connection, tinyproxy and squid, all measured
+//! in one run against the same local origin on 127.0.0.2.
+//!
+//! `cargo build --release -p ironclaw-proxy && target/release/proxy-bench [--seconds 3]
+//!  [--rounds 3] [--only ironclaw]`
+//!
+//! Rows (each the median over the rounds; the rounds interleave the contenders):
+//! - latency: one connection, sequential `GET /small` (13-byte body), p50 and p99;
+//! - requests/s: 32 keep-alive connections of `GET /small`;
+//! - MB/s: 4 connections of `GET /1m` (1 MiB bodies).
+//!
+//! Each proxy is asked in absolute form (`GET http://127.0.0.2:PORT/small`, what HTTP_PROXY
+//! clients send); the ironclaw proxy is also measured as a CONNECT tunnel (HTTPS_PROXY clients).
+//! tinyproxy and squid (Debian packages, see tests/deps/proxy.sh) run with their own
+//! configuration on 127.0.0.1; a missing one is reported as such and skipped.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SMALL: &[u8] = b"hello, world\n";
+const CONNS: usize = 32;
+const BIG_CONNS: usize = 4;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("proxy-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Opts {
+    seconds: f64,
+    rounds: usize,
+    only: Option<String>,
+    proxy_threads: Option<String>,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        seconds: 3.0,
+        rounds: 3,
+        only: None,
+        proxy_threads: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--seconds" => {
+                o.seconds = val("--seconds")?
+                    .parse()
+                    .map_err(|_| "--seconds: expected a number of seconds")?
+            }
+            "--rounds" => {
+                o.rounds = val("--rounds")?
+                    .parse()
+                    .map_err(|_| "--rounds: expected a count")?
+            }
+            "--only" => o.only = Some(val("--only")?),
+            "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, --proxy-threads N)"
+                ));
+            }
+        }
+    }
+    Ok(o)
+}
+
+// ------------------------------------------------------------------------------------------
+// Origin
+// ------------------------------------------------------------------------------------------
+
+fn start_origin() -> io::Result<SocketAddr> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(TcpListener::bind("127.0.0.2:0"))?;
+    let addr = listener.local_addr()?;
+    let big = Bytes::from(vec![b'x'; 1024 * 1024]);
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                let big = big.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let body = if req.uri().path() == "/1m" {
+                            big.clone()
+                        } else {
+                            Bytes::from_static(SMALL)
+                        };
+                        async move { Ok::<_, hyper::Error>(hyper::Response::new(Full::new(body))) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        })
+    });
+    Ok(addr)
+}
+
+// ------------------------------------------------------------------------------------------
+// Contenders
+// ------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Direct,
+    Absolute(SocketAddr),
+    Connect(SocketAddr),
+}
+
+struct Contender {
+    name: String,
+    via: Via,
+}
+
+struct Process {
+    child: Child,
+    _dir: Option<PathBuf>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(io::Error::other(format!("{what} exited early: {st}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(io::Error::other(format!("{what} did not listen on {addr}")))
+}
+
+static PROXY_THREADS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn start_ironclaw(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("ironclaw-proxy");
+    let mut cmd = Command::new(&bin);
+    if let Some(n) = PROXY_THREADS.get() {
+        cmd.args(["--threads", n]);
+    }
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0", "--grant", &origin.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
+    }
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("http proxy on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("unexpected ironclaw-proxy output {line:?}")))?;
+    Ok((Process { child, _dir: None }, addr))
+}
+
+fn find(bin: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.exists())
+}
+
+fn temp_dir(name: &str) -> io::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("proxy-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
+    let bin = find("tinyproxy").ok_or_else(|| io::Error::other("tinyproxy not installed"))?;
+    let port = free_port()?;
+    let dir = temp_dir("tinyproxy")?;
+    let conf = dir.join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 256\nAllow 127.0.0.1\n\
+             ConnectPort {}\nLogLevel Critical\nDisableViaHeader Yes\nUser nobody\nGroup nogroup\n",
+            origin.port()
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child, "tinyproxy")?;
+    Ok((
+        Process {
+            child,
+            _dir: Some(dir),
+        },
+        addr,
+    ))
+}
+
+fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
+    let bin = find("squid").ok_or_else(|| io::Error::other("squid not installed"))?;
+    let port = free_port()?;
+    let dir = temp_dir("squid")?;
+    let d = dir.display();
+    // squid drops to the `proxy` user: let it write its pid and log.
+    let _ = Command::new("chown").arg("proxy").arg(&dir).status();
+    let conf = dir.join("squid.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "http_port 127.0.0.1:{port}\nvisible_hostname localhost\nacl loop src 127.0.0.0/8\n\
+             http_access allow loop\nhttp_access deny all\ncache deny all\ncache_mem 8 MB\n\
+             access_log none\ncache_log {d}/cache.log\npid_filename {d}/squid.pid\n\
+             coredump_dir {d}\nshutdown_lifetime 0 seconds\ncache_effective_user proxy\n\
+             forwarded_for delete\nvia off\ndns_nameservers 127.0.0.1\n"
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("-N")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child, "squid")?;
+    Ok((
+        Process {
+            child,
+            _dir: Some(dir),
+        },
+        addr,
+    ))
+}
+
+// ------------------------------------------------------------------------------------------
+// Load generator
+// ------------------------------------------------------------------------------------------
+
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+impl Client {
+    async fn open(via: Via, origin: SocketAddr) -> io::Result<Client> {
+        let addr = match via {
+            Via::Direct => origin,
+            Via::Absolute(p) | Via::Connect(p) => p,
+        };
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let mut c = Client {
+            s,
+            buf: Vec::with_capacity(16 * 1024),
+            scratch: vec![0u8; 256 * 1024],
+        };
+        if let Via::Connect(_) = via {
+            c.s.write_all(
+                format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes(),
+            )
+            .await?;
+            let (status, _) = c.read_head().await?;
+            if status != 200 {
+                return Err(io::Error::other(format!("CONNECT answered {status}")));
+            }
+        }
+        Ok(c)
+    }
+
+    async fn read_head(&mut self) -> io::Result<(u16, String)> {
+        loop {
+            if let Some(end) = find_head_end(&self.buf) {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end);
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| io::Error::other("bad status line"))?;
+                return Ok((status, head));
+            }
+            let n = self.s.read(&mut self.scratch).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+            }
+            self.buf.extend_from_slice(&self.scratch[..n]);
+        }
+    }
+
+    /// One request; returns (body bytes, whether the connection stays open).
+    async fn request(&mut self, req: &[u8]) -> io::Result<(usize, bool)> {
+        self.s.write_all(req).await?;
+        let (status, head) = self.read_head().await?;
+        if status != 200 {
+            return Err(io::Error::other(format!("status {status}")));
+        }
+        let len: usize = header_value(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("no content-length"))?;
+        let mut have = self.buf.len().min(len);
+        self.buf.drain(..have);
+        while have < len {
+            let want = (len - have).min(self.scratch.len());
+            let n = self.s.read(&mut self.scratch[..want]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed in body",
+                ));
+            }
+            have += n;
+        }
+        let close = header_value(&head, "connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            || head.starts_with("HTTP/1.0")
+                && header_value(&head, "connection")
+                    .is_none_or(|v| !v.eq_ignore_ascii_case("keep-alive"));
+        Ok((len, !close))
+    }
+}
+
+fn request_bytes(via: Via, origin: SocketAddr, path: &str) -> Vec<u8> {
+    match via {
+        Via::Absolute(_) => format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+        Via::Direct | Via::Connect(_) => format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+    }
+    .into_bytes()
+}
+
+/// Runs `conns` connections for `dur`; returns (requests, body bytes, latencies in ns).
+async fn load(
+    via: Via,
+    origin: SocketAddr,
+    path: &str,
+    conns: usize,
+    dur: Duration,
+    keep_latencies: bool,
+) -> io::Result<(u64, u64, Vec<u64>)> {
+    let req = request_bytes(via, origin, path);
+    let deadline = Instant::now() + dur;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let req = req.clone();
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            let mut bytes = 0u64;
+            let mut lat = Vec::new();
+            let mut c = Client::open(via, origin).await?;
+            let mut used = false;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (len, keep) = match c.request(&req).await {
+                    Ok(r) => r,
+                    // A server that closes after a response without saying so (tinyproxy):
+                    // the time to reconnect counts, as it would for its real clients.
+                    Err(e) if used && e.kind() == io::ErrorKind::UnexpectedEof => {
+                        c = Client::open(via, origin).await?;
+                        c.request(&req).await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                used = true;
+                if keep_latencies {
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                n += 1;
+                bytes += len as u64;
+                if !keep {
+                    c = Client::open(via, origin).await?;
+                    used = false;
+                }
+            }
+            Ok::<_, io::Error>((n, bytes, lat))
+        });
+    }
+    let (mut n, mut bytes, mut lat) = (0, 0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (a, b, l) = r.map_err(io::Error::other)??;
+        n += a;
+        bytes += b;
+        lat.extend(l);
+    }
+    Ok((n, bytes, lat))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+#[derive(Default, Clone)]
+struct Figures {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    rps: Vec<f64>,
+    mbps: Vec<f64>,
+}
+
+fn run() -> Result<(), String> {
+    let o = parse_args()?;
+    if let Some(n) = &o.proxy_threads {
+        let _ = PROXY_THREADS.set(n.clone());
+    }
+    let origin = start_origin().map_err(|e| format!("origin: {e}"))?;
+    let mut procs = Vec::new();
+    let mut contenders = vec![Contender {
+        name: "direct".into(),
+        via: Via::Direct,
+    }];
+    let want = |n: &str| o.only.as_deref().is_none_or(|only| only == n);
+    type Starter = fn(SocketAddr) -> io::Result<(Process, SocketAddr)>;
+    let starters: [(&str, Starter); 3] = [
+        ("ironclaw", start_ironclaw),
+        ("tinyproxy", start_tinyproxy),
+        ("squid", start_squid),
+    ];
+    for (name, start) in starters {
+        if !want(name) {
+            continue;
+        }
+        match start(origin) {
+            Ok((p, addr)) => {
+                procs.push(p);
+                contenders.push(Contender {
+                    name: name.into(),
+                    via: Via::Absolute(addr),
+                });
+                if name == "ironclaw" {
+                    contenders.push(Contender {
+                        name: "ironclaw CONNECT".into(),
+                        via: Via::Connect(addr),
+                    });
+                }
+            }
+            Err(e) => eprintln!("proxy-bench: skipping {name}: {e}"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let dur = Duration::from_secs_f64(o.seconds);
+    let mut figs = vec![Figures::default(); contenders.len()];
+    rt.block_on(async {
+        // Warm-up: every contender answers.
+        for c in &contenders {
+            load(
+                c.via,
+                origin,
+                "/small",
+                1,
+                Duration::from_millis(200),
+                false,
+            )
+            .await
+            .map_err(|e| format!("{} warm-up: {e}", c.name))?;
+        }
+        for round in 0..o.rounds {
+            eprintln!("round {}/{}", round + 1, o.rounds);
+            for (i, c) in contenders.iter().enumerate() {
+                let (_, _, mut lat) = load(c.via, origin, "/small", 1, dur, true)
+                    .await
+                    .map_err(|e| format!("{} latency: {e}", c.name))?;
+                lat.sort_unstable();
+                figs[i].p50.push(percentile(&lat, 0.5));
+                figs[i].p99.push(percentile(&lat, 0.99));
+                let (n, _, _) = load(c.via, origin, "/small", CONNS, dur, false)
+                    .await
+                    .map_err(|e| format!("{} requests/s: {e}", c.name))?;
+                figs[i].rps.push(n as f64 / o.seconds);
+                let (_, bytes, _) = load(c.via, origin, "/1m", BIG_CONNS, dur, false)
+                    .await
+                    .map_err(|e| format!("{} MB/s: {e}", c.name))?;
+                figs[i].mbps.push(bytes as f64 / o.seconds / 1e6);
+            }
+        }
+        Ok::<_, String>(())
+    })?;
+    drop(procs);
+    report(&contenders, &figs, &o);
+    Ok(())
+}
+
+fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
+    let d_p50 = median(figs[0].p50.clone());
+    let d_rps = median(figs[0].rps.clone());
+    let d_mbps = median(figs[0].mbps.clone());
+    println!(
+        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin on 127.0.0.2, proxies on 127.0.0.1",
+        o.rounds, o.seconds
+    );
+    println!(
+        "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, f) in contenders.iter().zip(figs) {
+        let p50 = median(f.p50.clone());
+        let p99 = median(f.p99.clone());
+        let rps = median(f.rps.clone());
+        let mbps = median(f.mbps.clone());
+        println!(
+            "| {} | {:.1} | {:+.1} | {:.1} | {:.0} | {:.2}x | {:.0} | {:.2}x |",
+            c.name,
+            p50,
+            p50 - d_p50,
+            p99,
+            rps,
+            rps / d_rps,
+            mbps,
+            mbps / d_mbps
+        );
+    }
+}
