@@ -7,6 +7,7 @@ mod allowlist_cmd;
 mod config_cmd;
 mod doctor;
 mod gateway;
+mod run;
 mod skill_cmd;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// Start, stop or query the gateway daemon
     #[command(subcommand)]
     Gateway(gateway::GatewayCommand),
+    /// Read the audit log: tail, show (filters), export (JSON or CSV)
+    #[command(subcommand)]
+    Audit(ironclaw_sidecar::audit::cli::AuditCommand),
     /// Check the live config and files against the security checklist
     Doctor(doctor::DoctorArgs),
 }
@@ -65,5 +69,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Skill(c) => skill_cmd::run(&home, c, &mut out),
         Command::Gateway(c) => gateway::run(&home, c, &mut out),
         Command::Doctor(a) => doctor::run(&home, &a, &mut out),
+        Command::Audit(c) => {
+            let cfg = ironclaw_sidecar::config::load(&home)?
+                .config
+                .audit_config(&home);
+            ironclaw_sidecar::audit::cli::run(&cfg, &c, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

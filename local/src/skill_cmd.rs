@@ -19,6 +19,16 @@ pub enum SkillCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a skill's own entrypoint under the configured sandbox, with extra arguments
+    Run {
+        skill: String,
+        /// Resolver override for the egress proxy, NAME=IP[,IP] (repeatable; tests, split DNS)
+        #[arg(long = "resolve", value_name = "NAME=IP")]
+        resolve: Vec<ironclaw_proxy::StaticResolver>,
+        /// Arguments passed to the skill's entrypoint (after `--`)
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 pub fn run(home: &Home, cmd: SkillCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -43,6 +53,11 @@ pub fn run(home: &Home, cmd: SkillCommand, out: &mut dyn Write) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
         SkillCommand::List { json } => list(home, json, out),
+        SkillCommand::Run {
+            skill,
+            resolve,
+            args,
+        } => crate::run::run(home, &skill, &args, &resolve),
     }
 }
 
