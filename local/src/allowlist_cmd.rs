@@ -62,6 +62,9 @@ pub enum AllowlistCommand {
     },
     /// Lift an auto-suspension
     Unsuspend { skill: String },
+    /// After runs in audit-only mode: print the minimal `allowlist grant` that would have let
+    /// them succeed (from the skill's non-blocking FILESYSTEM_BLOCK / NETWORK_BLOCK records)
+    Suggest { skill: String },
 }
 
 pub fn run(home: &Home, cmd: AllowlistCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -83,6 +86,7 @@ pub fn run(home: &Home, cmd: AllowlistCommand, out: &mut dyn Write) -> anyhow::R
         }
         AllowlistCommand::List { json } => list(home, json, out),
         AllowlistCommand::Unsuspend { skill } => unsuspend(home, &skill, out),
+        AllowlistCommand::Suggest { skill } => suggest(home, &skill, out),
     }
 }
 
@@ -198,5 +202,119 @@ fn unsuspend(home: &Home, skill: &str, out: &mut dyn Write) -> anyhow::Result<Ex
     )?;
     suspend::unsuspend(home, skill, now)?;
     writeln!(out, "{skill}: unsuspended")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The grant flags that cover what a skill was observed doing (audit-only records), as pure data.
+pub fn suggestion(
+    records: &[ironclaw_sidecar::audit::Record],
+    user_home: &std::path::Path,
+) -> (Vec<String>, Vec<String>) {
+    use std::collections::BTreeMap;
+    let mut network = std::collections::BTreeSet::new();
+    let mut files: BTreeMap<String, bool> = BTreeMap::new();
+    let mut shell = false;
+    let mut ungrantable = std::collections::BTreeSet::new();
+    for r in records
+        .iter()
+        .filter(|r| r.fields.get("blocked") == Some(&Value::Bool(false)))
+    {
+        let resource = r
+            .fields
+            .get("resource")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match r.event {
+            EventType::NetworkBlock => {
+                if resource.parse::<NetworkGrant>().is_ok() {
+                    network.insert(resource.to_owned());
+                }
+            }
+            EventType::FilesystemBlock => {
+                let access = r
+                    .fields
+                    .get("access")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let name = std::path::Path::new(resource)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if access == "execute"
+                    && ["sh", "bash", "dash", "zsh", "ksh", "busybox", "ash", "fish"]
+                        .contains(&name)
+                {
+                    shell = true;
+                    continue;
+                }
+                let rw = !matches!(access, "read" | "stat" | "execute" | "readdir" | "list");
+                let path = match std::path::Path::new(resource).strip_prefix(user_home) {
+                    Ok(rest)
+                        if !user_home.as_os_str().is_empty()
+                            && user_home != std::path::Path::new("/") =>
+                    {
+                        format!("~/{}", rest.display())
+                    }
+                    _ => resource.to_owned(),
+                };
+                *files.entry(path).or_default() |= rw;
+            }
+            EventType::AllowlistViolation => {
+                ungrantable.insert(format!(
+                    "{}: {resource}",
+                    r.fields
+                        .get("action")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut flags: Vec<String> = network
+        .into_iter()
+        .map(|n| format!("--network {n}"))
+        .collect();
+    flags.extend(
+        files
+            .into_iter()
+            .map(|(p, rw)| format!("--filesystem '{p}:{}'", if rw { "rw" } else { "ro" })),
+    );
+    if shell {
+        flags.push("--shell".into());
+    }
+    (flags, ungrantable.into_iter().collect())
+}
+
+fn suggest(home: &Home, skill: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    use ironclaw_sidecar::audit::read;
+    ironclaw_crds::grants::validate_skill_name(skill)?;
+    let cfg = ironclaw_sidecar::config::load(home)?
+        .config
+        .audit_config(home);
+    let q = read::Query {
+        filter: vec![
+            EventType::NetworkBlock,
+            EventType::FilesystemBlock,
+            EventType::AllowlistViolation,
+        ],
+        ..Default::default()
+    };
+    let records: Vec<_> = read::query(&cfg, &q)?
+        .into_iter()
+        .filter(|r| r.skill.as_deref() == Some(skill))
+        .collect();
+    let (flags, ungrantable) = suggestion(&records, &home.user_home);
+    if flags.is_empty() && ungrantable.is_empty() {
+        writeln!(
+            out,
+            "# no audit-only observations for {skill}: run it with security.sandbox.mode audit-only first"
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "ironclaw allowlist grant {skill} {}", flags.join(" "))?;
+    for u in ungrantable {
+        writeln!(out, "# not grantable (always denied): {u}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

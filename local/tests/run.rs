@@ -276,3 +276,50 @@ print('raw', s.recv(4096).decode().split('\r\n\r\n')[-1])
         serde_json::json!([format!("127.0.0.1:{granted}")])
     );
 }
+
+#[test]
+fn audit_only_blocks_nothing_logs_everything_and_suggest_prints_the_grant() {
+    let h = home();
+    std::fs::create_dir_all(h.root().join("data")).unwrap();
+    let data = h.root().join("data/in.txt");
+    std::fs::write(&data, "d").unwrap();
+    let out_file = h.root().join("data/out.txt");
+    let py = format!(
+        "import os\nprint(open({data:?}).read())\nopen({out:?}, 'w').write('x')\nos.execv('/bin/sh', ['sh', '-c', 'echo shell-ran'])\n",
+        data = data,
+        out = out_file
+    );
+    let src = make_skill(h.root(), "learn", "{}", &py);
+    h.ok(&["skill", "install", src.to_str().unwrap()]);
+    h.ok(&["allowlist", "grant", "learn"]);
+    h.ok(&["config", "set", "security.sandbox.mode", "audit-only"]);
+    let o = h.run(&["skill", "run", "learn"]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        stdout.contains("d\n") && stdout.contains("shell-ran"),
+        "audit-only must not block: {stdout}\n{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("audit-only"),
+        "no warning: {}",
+        stderr(&o)
+    );
+    let fs = h.events_of("FILESYSTEM_BLOCK");
+    assert!(fs.iter().all(|e| e["blocked"] == false), "{fs:?}");
+    let suggestion = h.ok(&["allowlist", "suggest", "learn"]);
+    let line = suggestion.lines().next().unwrap();
+    assert!(
+        line.starts_with("ironclaw allowlist grant learn "),
+        "{suggestion}"
+    );
+    assert!(
+        line.contains(&format!("--filesystem '{}:ro'", data.display())),
+        "{suggestion}"
+    );
+    assert!(
+        line.contains(&format!("--filesystem '{}:rw'", out_file.display())),
+        "{suggestion}"
+    );
+    assert!(line.contains("--shell"), "{suggestion}");
+}
