@@ -225,10 +225,8 @@ pub fn suggestion(
             .and_then(Value::as_str)
             .unwrap_or_default();
         match r.event {
-            EventType::NetworkBlock => {
-                if resource.parse::<NetworkGrant>().is_ok() {
-                    network.insert(resource.to_owned());
-                }
+            EventType::NetworkBlock if resource.parse::<NetworkGrant>().is_ok() => {
+                network.insert(resource.to_owned());
             }
             EventType::FilesystemBlock => {
                 let access = r

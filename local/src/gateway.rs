@@ -221,20 +221,17 @@ fn start_foreground(home: &Home, out: &mut dyn Write) -> anyhow::Result<ExitCode
         anyhow::bail!("a gateway is already running (see `ironclaw gateway status`)");
     }
     // An earlier gateway that never logged its stop died: record that now.
-    if let Some(prev) = read_state(home) {
-        if prev.running
-            && !(prev.pid != std::process::id()
-                && pid_alive(prev.pid)
-                && home.socket_path().exists())
-        {
-            engine.emit(
+    if let Some(prev) = read_state(home)
+        && prev.running
+        && !(prev.pid != std::process::id() && pid_alive(prev.pid) && home.socket_path().exists())
+    {
+        engine.emit(
                 engine
                     .event(EventType::GatewayStop)
                     .field("planned", false)
                     .field("reason", format!("unplanned: gateway pid {} (started {}) ended without a clean stop; detected at next start", prev.pid, prev.started_at))
                     .field("previousSessionId", prev.session_id),
             )?;
-        }
     }
     engine.reconcile_config_snapshot()?;
     let mode = engine.config().security.sandbox.mode;

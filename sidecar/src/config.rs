@@ -537,10 +537,10 @@ fn set_path(v: &mut Value, key: &str, new: Value) {
     let segs: Vec<&str> = key.split('.').collect();
     let mut cur = v;
     for seg in &segs[..segs.len() - 1] {
-        if !cur.get(*seg).is_some_and(Value::is_object) {
-            if let Value::Object(m) = cur {
-                m.insert((*seg).to_owned(), Value::Object(Map::new()));
-            }
+        if !cur.get(*seg).is_some_and(Value::is_object)
+            && let Value::Object(m) = cur
+        {
+            m.insert((*seg).to_owned(), Value::Object(Map::new()));
         }
         match cur.get_mut(*seg) {
             Some(next) => cur = next,

@@ -117,10 +117,10 @@ impl Staged {
     pub fn commit(mut self) -> Result<(), PathError> {
         std::fs::rename(&self.tmp, &self.target).map_err(path_err(&self.target))?;
         self.committed = true;
-        if let Some(dir) = self.target.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Some(dir) = self.target.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
         }
         Ok(())
     }

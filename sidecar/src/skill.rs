@@ -198,8 +198,11 @@ pub fn installed(home: &Home, name: &str) -> Result<Manifest, SkillError> {
     Ok(m)
 }
 
+/// An installed skill's name and its manifest (or why it is broken).
+pub type Listed = (String, Result<Manifest, SkillError>);
+
 /// All installed skills, by name; a broken manifest is reported in place of its skill.
-pub fn list(home: &Home) -> Result<Vec<(String, Result<Manifest, SkillError>)>, SkillError> {
+pub fn list(home: &Home) -> Result<Vec<Listed>, SkillError> {
     let dir = home.skills_dir();
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(&dir) {

@@ -88,17 +88,17 @@ fn parse_last(s: &str) -> Result<usize, String> {
 impl FilterArgs {
     /// The query, after checking that `--since` is not after `--until`.
     pub fn to_query(&self) -> Result<Query, AuditError> {
-        if let (Some(s), Some(u)) = (self.since, self.until) {
-            if s > u {
-                return Err(AuditError::InvalidArgument {
-                    flag: "--since/--until",
-                    message: format!(
-                        "--since {} is after --until {}",
-                        time_fmt::format_ts(s),
-                        time_fmt::format_ts(u)
-                    ),
-                });
-            }
+        if let (Some(s), Some(u)) = (self.since, self.until)
+            && s > u
+        {
+            return Err(AuditError::InvalidArgument {
+                flag: "--since/--until",
+                message: format!(
+                    "--since {} is after --until {}",
+                    time_fmt::format_ts(s),
+                    time_fmt::format_ts(u)
+                ),
+            });
         }
         Ok(Query {
             last: self.last,

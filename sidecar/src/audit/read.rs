@@ -83,11 +83,11 @@ fn open_sources(
         }
         // Prefer the plain file while it exists: gzip renames `X.gz` into place before it
         // unlinks `X`, so falling back to `.gz` on NotFound never misses or repeats events.
-        if r.has_plain {
-            if let Some(f) = open_opt(&r.plain)? {
-                out.push(Source::Plain(r.plain.clone(), f));
-                continue;
-            }
+        if r.has_plain
+            && let Some(f) = open_opt(&r.plain)?
+        {
+            out.push(Source::Plain(r.plain.clone(), f));
+            continue;
         }
         let gz = r.gz();
         if let Some(f) = open_opt(&gz)? {

@@ -254,12 +254,11 @@ fn scan_system() -> Scan {
         .chain(&["/etc/shells"])
         .map(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok())
         .collect();
-    if let Ok(guard) = CACHE.lock() {
-        if let Some((st, scan)) = guard.as_ref() {
-            if *st == stamp {
-                return scan.clone();
-            }
-        }
+    if let Ok(guard) = CACHE.lock()
+        && let Some((st, scan)) = guard.as_ref()
+        && *st == stamp
+    {
+        return scan.clone();
     }
     let scan = scan_uncached();
     if let Ok(mut guard) = CACHE.lock() {
@@ -307,10 +306,10 @@ fn scan_uncached() -> Scan {
         }
     }
     for c in candidates {
-        if let Ok(md) = std::fs::metadata(&c) {
-            if !shells.contains(&(md.dev(), md.ino())) {
-                shells.push((md.dev(), md.ino()));
-            }
+        if let Ok(md) = std::fs::metadata(&c)
+            && !shells.contains(&(md.dev(), md.ino()))
+        {
+            shells.push((md.dev(), md.ino()));
         }
     }
     (seen, shells)

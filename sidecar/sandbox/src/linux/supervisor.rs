@@ -430,14 +430,14 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
 
 fn fs_ok(policy: &Policy, pid: u32, path: &Path, kind: AccessKind) -> bool {
     // /proc/<other pid>/…: another process's details (environ, mem, fds) are not the skill's.
-    if let Ok(rest) = path.strip_prefix("/proc") {
-        if let Some(first) = rest.components().next() {
-            let s = first.as_os_str().to_string_lossy();
-            if let Ok(n) = s.parse::<u32>() {
-                let own = n == pid || tgid(pid) == Some(n);
-                if !own && rest.components().count() > 1 {
-                    return false;
-                }
+    if let Ok(rest) = path.strip_prefix("/proc")
+        && let Some(first) = rest.components().next()
+    {
+        let s = first.as_os_str().to_string_lossy();
+        if let Ok(n) = s.parse::<u32>() {
+            let own = n == pid || tgid(pid) == Some(n);
+            if !own && rest.components().count() > 1 {
+                return false;
             }
         }
     }

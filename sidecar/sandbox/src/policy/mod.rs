@@ -343,10 +343,10 @@ pub fn fs_allows(rules: &[FsRule], hidden: &[PathBuf], path: &Path, kind: Access
         if !within(path, &r.path) {
             continue;
         }
-        if let Some(h) = mask {
-            if !(within(&r.path, h) && r.path != *h) {
-                continue;
-            }
+        if let Some(h) = mask
+            && !(within(&r.path, h) && r.path != *h)
+        {
+            continue;
         }
         granted = granted.union(r.access);
     }
@@ -507,18 +507,18 @@ pub fn mount_plan(
             }
         }
     }
-    if let Some(h) = hosts {
-        if private_tmp {
-            ops.push(MountOp::WriteFile {
-                path: PathBuf::from(HOSTS_STAGING),
-                contents: h.as_bytes().to_vec(),
-            });
-            ops.push(MountOp::BindFile {
-                src: PathBuf::from(HOSTS_STAGING),
-                target: PathBuf::from("/etc/hosts"),
-            });
-            ops.push(MountOp::Unlink(PathBuf::from(HOSTS_STAGING)));
-        }
+    if let Some(h) = hosts
+        && private_tmp
+    {
+        ops.push(MountOp::WriteFile {
+            path: PathBuf::from(HOSTS_STAGING),
+            contents: h.as_bytes().to_vec(),
+        });
+        ops.push(MountOp::BindFile {
+            src: PathBuf::from(HOSTS_STAGING),
+            target: PathBuf::from("/etc/hosts"),
+        });
+        ops.push(MountOp::Unlink(PathBuf::from(HOSTS_STAGING)));
     }
     for m in masked_files {
         ops.push(MountOp::BindFile {
