@@ -50,6 +50,8 @@ pub struct Facts {
     pub env_mode: Option<u32>,
     pub config_path: String,
     pub config_mode: Option<u32>,
+    /// Kernel features strict mode needs that this machine lacks (empty: all present).
+    pub kernel_missing: Vec<String>,
 }
 
 fn mode_of(p: &Path) -> Option<u32> {
@@ -85,6 +87,10 @@ pub fn gather(home: &Home) -> anyhow::Result<Facts> {
         config_path: home.config_path().display().to_string(),
         config: loaded.config,
         allowlist,
+        kernel_missing: match ironclaw_sandbox::probe() {
+            Ok(k) => k.missing_for_strict(),
+            Err(e) => vec![e.to_string()],
+        },
     })
 }
 
@@ -111,6 +117,16 @@ pub fn evaluate(f: &Facts) -> Vec<Check> {
             SandboxMode::AuditOnly => "sandbox mode is audit-only: NOTHING is blocked; it provides zero protection".into(),
         },
         "ironclaw config set security.sandbox.mode strict",
+    ));
+    out.push(check(
+        "kernel",
+        f.kernel_missing.is_empty(),
+        if f.kernel_missing.is_empty() {
+            "the kernel offers everything strict mode enforces (seccomp filters and notification, Landlock, namespaces)".into()
+        } else {
+            format!("strict mode cannot be enforced here and will refuse to run skills: missing {}", f.kernel_missing.join("; "))
+        },
+        "run on a Linux kernel with Landlock (ABI 6+), seccomp user notification and user namespaces enabled",
     ));
     let shells: Vec<&str> = f
         .allowlist
@@ -316,6 +332,7 @@ mod tests {
             env_mode: None,
             config_path: "/h/ironclaw.json".into(),
             config_mode: Some(0o600),
+            kernel_missing: vec![],
         }
     }
 
@@ -344,8 +361,11 @@ mod tests {
             serde_json::from_str(r#"{"shell":true}"#).unwrap(),
         );
         assert_eq!(failing(&f), ["shell-grants"]);
+        let mut k = facts();
+        k.kernel_missing = vec!["Landlock ABI >= 6".into()];
+        assert_eq!(failing(&k), ["kernel"]);
         assert!(
-            evaluate(&f)[1]
+            evaluate(&f)[2]
                 .fix
                 .as_deref()
                 .unwrap()
