@@ -5,6 +5,9 @@
 //! Same vocabulary as local mode's `ironclaw allowlist grant`; in a pod an env grant also
 //! names the Secret key its value comes from, so env grants here are exact names.
 
+// kube's `printcolumn(...)` attributes repeat `type_` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use crate::grants::{EnvGrant, FsGrant, Grants, NetworkGrant, validate_skill_name};
 use crate::schema::{
     ENV_NAME_PATTERN, FILESYSTEM_PATTERN, FieldError, NETWORK_PATTERN, SKILL_NAME_PATTERN,

@@ -4,6 +4,9 @@
 //! lists specific sender IDs (no `*`), and rate limiting defaults to 30 messages per sender
 //! per hour with a burst of 5.
 
+// kube's `printcolumn(...)` attributes repeat `type_` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use crate::channel::{DEFAULT_BURST_LIMIT, DEFAULT_MESSAGES_PER_HOUR, RateLimit, validate_policy};
 use crate::schema::{Condition, FieldError, SENDER_ID_PATTERN, SecretKeyRef};
 use kube::CustomResource;

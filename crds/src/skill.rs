@@ -4,6 +4,9 @@
 //! patterns that mirror the parsers, and [`SkillSpec::requested_grants`] parses every field
 //! with those parsers, naming the field on error.
 
+// kube's `printcolumn(...)` attributes repeat `type_` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use crate::grants::{EnvGrant, FsGrant, Grants, NetworkGrant};
 use crate::schema::{
     Condition, ENV_REQUEST_PATTERN, FILESYSTEM_PATTERN, FieldError, NETWORK_PATTERN,
