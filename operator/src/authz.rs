@@ -16,7 +16,8 @@ pub struct BadEntry {
     pub error: FieldError,
 }
 
-/// The outcome of authorising one skill.
+/// The outcome of authorising one skill (built once per reconcile; size does not matter).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// No (valid) entry names the skill.
