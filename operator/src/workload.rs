@@ -419,8 +419,8 @@ pub fn build(
         "metadata": meta(&obj_name, None),
         "spec": {
             "podSelector": {"matchLabels": selector},
+            // Ingress listed with no rules: every inbound connection is denied.
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
             "egress": egress,
         }
     });
