@@ -117,6 +117,10 @@ struct Operator {
 
 impl Operator {
     fn start(ns: &str) -> Operator {
+        Self::start_with(ns, &kubeconfig(), &[])
+    }
+
+    fn start_with(ns: &str, kubeconfig: &Path, extra: &[&str]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -133,7 +137,8 @@ impl Operator {
                 "--sidecar-pull-policy",
                 "Never",
             ])
-            .env("KUBECONFIG", kubeconfig())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -797,4 +802,202 @@ async fn only_one_operator_leads_and_channels_get_a_status() {
     let _ = b.kill();
     let _ = b.wait();
     drop_namespace(&client, &ns).await;
+}
+
+/// Builds the chart renderer (Go text/template + sprig, the engine Helm uses; no helm binary
+/// is packaged for this machine) and renders the chart for `kube_version`.
+fn render_chart(kube_version: &str, ns: &str, release: &str) -> String {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("ironclaw-chart-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("render");
+        let src = repo_root().join("charts/ironclaw/ci/render/main.go");
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .current_dir(&dir)
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", dir.join("cache"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run go ({e}); run tests/deps/operator.sh"));
+        assert!(
+            out.status.success(),
+            "building the chart renderer failed (run tests/deps/operator.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    });
+    let out = Command::new(bin)
+        .arg(repo_root().join("charts/ironclaw"))
+        .args([
+            "--kube-version",
+            kube_version,
+            "--namespace",
+            ns,
+            "--release",
+            release,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rendering the chart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_renders_applies_and_its_rbac_is_enough_for_the_operator() {
+    let client = client().await;
+    let kcfg = kubeconfig();
+    let release_ns = namespace(&client, "ic-chart").await;
+    let release = format!("icx{}", &release_ns[release_ns.len() - 6..]);
+    let old = render_chart("v1.20.2", &release_ns, &release);
+    let new = render_chart("v1.30.0", &release_ns, &release);
+    assert!(
+        !old.contains("x-kubernetes-validations"),
+        "plain CRDs before 1.25"
+    );
+    assert!(
+        new.contains("x-kubernetes-validations"),
+        "CEL CRDs from 1.25"
+    );
+    for kind in [
+        "kind: DaemonSet",
+        "kind: Deployment",
+        "kind: ClusterRole",
+        "install-profiles",
+        "--lease-namespace=",
+    ] {
+        assert!(old.contains(kind), "{kind} missing from the chart");
+    }
+    // The server validates every object of the chart (dry run), then it is applied for real.
+    let dry = kubectl(
+        &kcfg,
+        &[
+            "apply",
+            "--dry-run=server",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some(&old),
+    );
+    assert!(
+        dry.contains(&format!(
+            "deployment.apps/{release}-operator serverside-applied (server dry run)"
+        )),
+        "{dry}"
+    );
+    kubectl(
+        &kcfg,
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&old),
+    );
+
+    // The operator, running as the chart's ServiceAccount, can do its whole job.
+    let token = kubectl(
+        &kcfg,
+        &[
+            "create",
+            "token",
+            &format!("{release}-operator"),
+            "-n",
+            &release_ns,
+            "--duration=10m",
+        ],
+        None,
+    );
+    let kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&kcfg).unwrap()).unwrap();
+    let mut sa_kc = kc.clone();
+    sa_kc["users"] = json!([{"name": "sa", "user": {"token": token.trim()}}]);
+    sa_kc["contexts"][0]["context"]["user"] = json!("sa");
+    let dir = tempfile::tempdir().unwrap();
+    let sa_path = dir.path().join("kubeconfig");
+    std::fs::write(&sa_path, serde_yaml::to_string(&sa_kc).unwrap()).unwrap();
+    // The ServiceAccount may not edit Allowlists (separation of duties).
+    let can = Command::new("kubectl")
+        .env("KUBECONFIG", &sa_path)
+        .args(["auth", "can-i", "create", "allowlists.ironclaw.dev"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+
+    let app_ns = namespace(&client, "ic-chart-app").await;
+    let op = Operator::start_with(&app_ns, &sa_path, &["--lease-namespace", &release_ns]);
+    apply_yaml(&client, &app_ns, EXAMPLES).await;
+    let skills = Api::<Skill>::namespaced(client.clone(), &app_ns);
+    wait_for("Authorised=True under the chart's RBAC", 30, || async {
+        let s = skills.get("himalaya").await.ok()?;
+        (condition(&s, "Authorised") == Some(("True".into(), "Allowlisted".into()))).then_some(())
+    })
+    .await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &app_ns);
+    wait_for("the Deployment", 30, || async {
+        deployments
+            .get_opt("ironclaw-skill-himalaya")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    Api::<Allowlist>::namespaced(client.clone(), &app_ns)
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the workload to go under the chart's RBAC", 30, || async {
+        deployments
+            .get_opt("ironclaw-skill-himalaya")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !op.stderr().contains("forbidden"),
+        "RBAC refused something: {}",
+        op.stderr()
+    );
+    op.stop();
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        for suffix in ["operator", "node-installer"] {
+            let _ = Command::new("kubectl")
+                .env("KUBECONFIG", &kcfg)
+                .args(["delete", kind, &format!("{release}-{suffix}")])
+                .output();
+        }
+    }
+    drop_namespace(&client, &app_ns).await;
+    drop_namespace(&client, &release_ns).await;
 }
