@@ -24,15 +24,28 @@ use std::time::{Duration, Instant};
 const IN_FLIGHT: usize = 16;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn kubeconfig() -> PathBuf {
     let up = repo_root().join("tests/cluster/up");
     let out = Command::new("bash").arg(&up).output().unwrap();
-    assert!(out.status.success(), "tests/cluster/up failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tests/cluster/up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let p = PathBuf::from(stdout.lines().find_map(|l| l.strip_prefix("export KUBECONFIG=")).unwrap().trim());
+    let p = PathBuf::from(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export KUBECONFIG="))
+            .unwrap()
+            .trim(),
+    );
     let st = Command::new("kubectl")
         .env("KUBECONFIG", &p)
         .args(["apply", "--server-side", "--force-conflicts", "-f"])
@@ -47,7 +60,10 @@ fn kubeconfig() -> PathBuf {
 async fn namespace(client: &Client, prefix: &str) -> String {
     let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xffffff);
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     name
 }
 
@@ -64,13 +80,18 @@ async fn baseline(client: &Client, n: usize) -> Duration {
         .for_each_concurrent(IN_FLIGHT, |i| {
             let api = api.clone();
             async move {
-                let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"}})).unwrap();
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"}}),
+                )
+                .unwrap();
                 api.create(&PostParams::default(), &cm).await.unwrap();
             }
         })
         .await;
     let t = start.elapsed();
-    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::background()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::background())
+        .await;
     t
 }
 
@@ -97,18 +118,35 @@ async fn wait_deployments(client: &Client, ns: &str, n: usize, limit: Duration) 
     let api = Api::<Deployment>::namespaced(client.clone(), ns);
     let start = Instant::now();
     loop {
-        let have = api.list_metadata(&ListParams::default().labels("app.kubernetes.io/managed-by=ironclaw-operator")).await.unwrap().items.len();
+        let have = api
+            .list_metadata(
+                &ListParams::default().labels("app.kubernetes.io/managed-by=ironclaw-operator"),
+            )
+            .await
+            .unwrap()
+            .items
+            .len();
         if have >= n {
             return;
         }
-        assert!(start.elapsed() < limit, "only {have}/{n} Deployments after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "only {have}/{n} Deployments after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -118,11 +156,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let n: usize = std::env::var("BENCH_SKILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let n: usize = std::env::var("BENCH_SKILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let kcfg = kubeconfig();
     let kc = Kubeconfig::read_from(&kcfg).unwrap();
-    let client = Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap()).unwrap();
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
 
     let (mut base, mut ops, mut rss) = (Vec::new(), Vec::new(), None);
     for round in 0..rounds {
@@ -135,11 +184,26 @@ async fn main() {
             .collect();
         let al: kube::api::DynamicObject = serde_json::from_value(json!({
             "apiVersion": "ironclaw.dev/v1alpha1", "kind": "Allowlist",
-            "metadata": {"name": "bench"}, "spec": {"skills": entries}})).unwrap();
-        dynamic_api(&client, &ns, "Allowlist").create(&PostParams::default(), &al).await.unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            "metadata": {"name": "bench"}, "spec": {"skills": entries}}))
+        .unwrap();
+        dynamic_api(&client, &ns, "Allowlist")
+            .create(&PostParams::default(), &al)
+            .await
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ironclaw-operator"))
-            .args(["--namespace", &ns, "--listen", &format!("127.0.0.1:{port}"), "--sidecar-image", "localhost/ironclaw-sidecar:0.1.0"])
+            .args([
+                "--namespace",
+                &ns,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--sidecar-image",
+                "localhost/ironclaw-sidecar:0.1.0",
+            ])
             .env("KUBECONFIG", &kcfg)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -150,7 +214,11 @@ async fn main() {
         create_skills(&client, &ns, 0..n).await;
         wait_deployments(&client, &ns, n, Duration::from_secs(600)).await;
         let t = start.elapsed();
-        println!("round {round}: {n} ConfigMap creates {:.2} s; {n} Skills to {n} Deployments {:.2} s", b.as_secs_f64(), t.as_secs_f64());
+        println!(
+            "round {round}: {n} ConfigMap creates {:.2} s; {n} Skills to {n} Deployments {:.2} s",
+            b.as_secs_f64(),
+            t.as_secs_f64()
+        );
         base.push(b.as_secs_f64());
         ops.push(t.as_secs_f64());
         if round + 1 == rounds {
@@ -161,11 +229,20 @@ async fn main() {
         }
         let _ = child.kill();
         let _ = child.wait();
-        let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::background()).await;
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&ns, &DeleteParams::background())
+            .await;
     }
     let (mb, mo) = (median(base), median(ops));
-    println!("median over {rounds} rounds: baseline {n} ConfigMap creates {mb:.2} s; {n} Skills -> Deployments {mo:.2} s; ratio {:.2}x", mo / mb);
+    println!(
+        "median over {rounds} rounds: baseline {n} ConfigMap creates {mb:.2} s; {n} Skills -> Deployments {mo:.2} s; ratio {:.2}x",
+        mo / mb
+    );
     if let Some(r) = rss {
-        println!("operator RSS at {} Skills: {:.1} MiB", 2 * n, r as f64 / 1024.0);
+        println!(
+            "operator RSS at {} Skills: {:.1} MiB",
+            2 * n,
+            r as f64 / 1024.0
+        );
     }
 }

@@ -9,11 +9,12 @@
 #   - kubectl: the client the tests and the scripts use (installed only if absent);
 #   - golang-github-masterminds-sprig-dev, golang-gopkg-yaml.v2-dev: the chart renderer
 #     (charts/ironclaw/ci/render: Go text/template + sprig; no helm binary is packaged here);
-#   - podman, runc: the kubelet stand-in for the end-to-end pod test.
+#   - podman, runc, busybox-static: the container runtime and an offline image for the
+#     seccomp-profile tests (and the kubelet stand-in for the pod end-to-end test).
 set -euo pipefail
 
 want=(golang-go etcd-server rsync golang-github-modern-go-reflect2-dev dpkg-dev openssl curl
-      golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev podman runc)
+      golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev podman runc busybox-static)
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
