@@ -4,8 +4,9 @@
 //! Per round, in fresh namespaces of the same cluster:
 //! - baseline: 500 plain ConfigMap creates from one client (16 in flight);
 //! - operator: an Allowlist granting 500 skills, then 500 Skills created from one client
-//!   (16 in flight); time until every skill's Deployment exists;
-//! then, in the last round, 500 more Skills and the operator's RSS at 1,000 Skills.
+//!   (16 in flight); time until every skill's Deployment exists.
+//!
+//! Then, in the last round, 500 more Skills and the operator's RSS at 1,000 Skills.
 //!
 //! `cargo bench -p ironclaw-operator --bench scale` (BENCH_ROUNDS, default 3; BENCH_SKILLS,
 //! default 500). Prints medians and the ratio.
