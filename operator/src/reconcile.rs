@@ -41,6 +41,56 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Periodic re-check of objects that are right (drift correction).
     pub resync: Duration,
+    /// Parsed Allowlists per namespace, keyed by their (name, resourceVersion) list.
+    pub allowlists: AllowlistCache,
+}
+
+/// Cache of each namespace's Allowlists. Every reconcile still asks the API server for the
+/// current (name, resourceVersion) list (metadata only); the full objects are fetched again
+/// only when that list differs, so decisions are never made on stale grants.
+#[derive(Default)]
+pub struct AllowlistCache {
+    inner: std::sync::Mutex<
+        std::collections::HashMap<String, (Vec<(String, String)>, Arc<Vec<Allowlist>>)>,
+    >,
+}
+
+impl AllowlistCache {
+    /// The current Allowlists of namespace `ns`.
+    pub async fn get(&self, client: &Client, ns: &str) -> Result<Arc<Vec<Allowlist>>, kube::Error> {
+        let api = Api::<Allowlist>::namespaced(client.clone(), ns);
+        let key = |items: Vec<(Option<String>, Option<String>)>| {
+            let mut k: Vec<(String, String)> = items
+                .into_iter()
+                .map(|(n, rv)| (n.unwrap_or_default(), rv.unwrap_or_default()))
+                .collect();
+            k.sort();
+            k
+        };
+        let metas = api.list_metadata(&ListParams::default()).await?;
+        let current = key(metas
+            .items
+            .into_iter()
+            .map(|m| (m.metadata.name, m.metadata.resource_version))
+            .collect());
+        if let Ok(map) = self.inner.lock() {
+            if let Some((k, v)) = map.get(ns) {
+                if *k == current {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let items = api.list(&ListParams::default()).await?.items;
+        let k = key(items
+            .iter()
+            .map(|a| (a.metadata.name.clone(), a.metadata.resource_version.clone()))
+            .collect());
+        let v = Arc::new(items);
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(ns.to_owned(), (k, v.clone()));
+        }
+        Ok(v)
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -294,10 +344,7 @@ async fn reconcile_skill_inner(skill: &Skill, ctx: &Context) -> Result<Action, R
         }
         Ok(requested) => {
             // 2. authorise against every Allowlist of the namespace
-            let allowlists = Api::<Allowlist>::namespaced(client.clone(), &ns)
-                .list(&ListParams::default())
-                .await?
-                .items;
+            let allowlists = ctx.allowlists.get(client, &ns).await?;
             match authorise(&name, &requested, &allowlists) {
                 Decision::NotAllowlisted { bad_entries } => {
                     remove_workload(client, &ns, &name).await?;

@@ -70,6 +70,9 @@ pub struct Args {
     /// Address of /metrics, /ready and /live.
     #[arg(long, env = "IRONCLAW_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Reconciles running at once per controller (bounds memory and API-server load).
+    #[arg(long, env = "IRONCLAW_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
     /// Seconds between re-checks of objects that are already right.
     #[arg(long, env = "IRONCLAW_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
     pub resync_seconds: u64,
@@ -188,11 +191,14 @@ pub async fn run(args: Args, audit: AuditLog) -> Result<(), RunError> {
         audit,
         metrics: metrics.clone(),
         resync: Duration::from_secs(args.resync_seconds),
+        allowlists: reconcile::AllowlistCache::default(),
     });
 
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let controller = Controller::new(skills, watcher::Config::default());
+    let ctl_cfg = kube::runtime::controller::Config::default().concurrency(args.concurrency);
+    let controller =
+        Controller::new(skills, watcher::Config::default()).with_config(ctl_cfg.clone());
     let store = controller.store();
     let skill_ctl = controller
         .owns(
