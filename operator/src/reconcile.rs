@@ -45,14 +45,15 @@ pub struct Context {
     pub allowlists: AllowlistCache,
 }
 
+/// A namespace's Allowlists with the sorted (name, resourceVersion) list they were read at.
+type CachedAllowlists = (Vec<(String, String)>, Arc<Vec<Allowlist>>);
+
 /// Cache of each namespace's Allowlists. Every reconcile still asks the API server for the
 /// current (name, resourceVersion) list (metadata only); the full objects are fetched again
 /// only when that list differs, so decisions are never made on stale grants.
 #[derive(Default)]
 pub struct AllowlistCache {
-    inner: std::sync::Mutex<
-        std::collections::HashMap<String, (Vec<(String, String)>, Arc<Vec<Allowlist>>)>,
-    >,
+    inner: std::sync::Mutex<std::collections::HashMap<String, CachedAllowlists>>,
 }
 
 impl AllowlistCache {
