@@ -70,8 +70,9 @@ pub struct Args {
     /// Address of /metrics, /ready and /live.
     #[arg(long, env = "IRONCLAW_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Reconciles running at once per controller (bounds memory and API-server load).
-    #[arg(long, env = "IRONCLAW_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Reconciles running at once per controller; 0 = unbounded (fastest here: a reconcile
+    /// mostly waits on the API server). Bound it to cap memory and API-server load.
+    #[arg(long, env = "IRONCLAW_CONCURRENCY", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4096))]
     pub concurrency: u16,
     /// Seconds between re-checks of objects that are already right.
     #[arg(long, env = "IRONCLAW_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
