@@ -136,7 +136,11 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
                 if ch == '\u{FEFF}' && i == 0 {
                     continue;
                 }
-                zw_total += 1;
+                // A stray byte-order mark mid-text is a common copy/paste artefact: it only
+                // counts when it splits a word.
+                if ch != '\u{FEFF}' {
+                    zw_total += 1;
+                }
                 if zw_first.is_none() {
                     zw_first = Some((i, i + w));
                 }

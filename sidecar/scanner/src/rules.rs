@@ -31,7 +31,9 @@ macro_rules! rules {
 pub(crate) static RULES: &[Rule] = rules![
     // ---- instruction override -------------------------------------------------------------
     "ignore_previous_instructions", InstructionOverride, 0.95,
-        r"\b(?:ignore|disregard|forget|override|overwrite|bypass|abandon|discard|dismiss|neglect|skip|drop|erase|cancel|set aside|throw out)\b(?: \S+){0,6}? (?:previous|prior|above|preceding|earlier|former|initial|original|old|all|any|every|your|these|those|system|existing|other)\b(?: \S+){0,4}? (?:instructions?|prompts?|rules|guidelines|directives?|commands?|orders|guidance|constraints|restrictions|programming|polic(?:y|ies)|safeguards|filters|context|messages?|tasks?|requests?|conversation|training|limitations)\b";
+        r"\b(?:ignore|disregard|forget|override|overwrite|bypass|abandon|discard|dismiss|neglect|skip|drop|erase|cancel|set aside|throw out)\b(?: \S+){0,6}? (?:previous|prior|above|preceding|earlier|former|initial|original|old|all|any|every|your|these|those|system|existing|other)\b(?: \S+){0,4}? (?:instructions?|prompts?|guidelines|directives?|guardrails|programming|system prompt|system message|training|safety rules|rules you)\b";
+    "ignore_previous_context", InstructionOverride, 0.9,
+        r"\b(?:ignore|disregard|forget|override|bypass|abandon|discard|dismiss|neglect|erase|set aside|throw out)\b(?: \S+){0,4}? (?:previous|prior|above|preceding|earlier|former|initial|original|your)\b(?: \S+){0,3}? (?:rules|commands?|orders|constraints|restrictions|polic(?:y|ies)|safeguards|filters|context|messages?|tasks?|requests?|conversation|limitations|input)\b";
     "new_instructions_header", InstructionOverride, 0.85,
         r"\b(?:new|updated|revised|real|actual|important|urgent|additional|secret|hidden|override|priority) (?:important |system |urgent |new |updated )?(?:instructions?|directives?|system prompt|orders|commands?|task)\s?(?::|!|\*)";
     "your_new_task_is", InstructionOverride, 0.9,
@@ -62,7 +64,7 @@ pub(crate) static RULES: &[Rule] = rules![
     "roleplay_as", RoleSwitch, 0.7,
         r"\brole ?- ?play(?:ing)? as\b|\broleplay(?:ing)? as\b";
     "jailbreak_persona", RoleSwitch, 0.85,
-        r"\b(?:do anything now|(?:no ?limits?|unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral) (?:ai|assistant|mode|model|chatbot|llm|version|persona)|(?:developer|dan|god|jailbreak|debug|admin|administrator|maintenance|unrestricted|sudo|root) mode (?:is )?(?:now )?(?:enabled|activated|on|engaged|unlocked|active)|(?:enable|activate|enter|switch to|unlock) (?:the )?(?:developer|dan|god|jailbreak|unrestricted|sudo) mode)\b";
+        r"\b(?:do anything now|(?:no ?limits?|unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral) (?:ai|assistant|mode|model|chatbot|llm|version|persona)|(?:developer|dan|god|jailbreak|unrestricted|unfiltered|uncensored) mode (?:is )?(?:now )?(?:enabled|activated|on|engaged|unlocked|active)|(?:enable|activate|enter|switch to|unlock) (?:the )?(?:developer|dan|god|jailbreak|unrestricted|sudo) mode)\b";
     "you_are_dan", RoleSwitch, 0.85,
         r"\byou (?:are|re) (?:now )?(?:dan|stan|dude|aim|an? (?:do anything|no limits|unrestricted|uncensored|unfiltered|jailbroken) (?:ai|assistant|model))\b";
     // ---- permission escalation ------------------------------------------------------------
@@ -91,8 +93,8 @@ pub(crate) static RULES: &[Rule] = rules![
         r"\b(?:important|urgent|critical|priority|special|personal) (?:message|instructions?|note|notice|request|update) (?:from|by) (?:me|the user|your user|your owner|the owner|your developer|the developer|the administrator|your administrator|the system|your creator|openai|anthropic|google)\b";
     "task_i_gave_you", AddressedToAgent, 0.85,
         r"\b(?:task|instructions?|request|question|job) (?:that )?(?:i|the user|your user|we) (?:gave|assigned|sent|asked|provided|have given|ve given|had given) (?:to )?you\b";
-    "in_your_response", AddressedToAgent, 0.6,
-        r"\b(?:include|insert|add|append|embed|output|print|write|put|render|display)(?: \S+){0,3}? (?:in|into|at the (?:end|start|beginning) of|to) your (?:response|answer|reply|output|summary|message)\b";
+    "in_your_response", AddressedToAgent, 0.75,
+        r"^(?:[^\w\s] ){0,3}(?:please |also |kindly |be sure to |make sure to |remember to |always |subtly |discreetly |now )?(?:add|append|include|insert|incorporate|integrate|augment|enhance|modify|alter|change|render|rewrite|translate|encode|convert|format|present|provide|deliver|end|begin|start|conclude|finish|structure|use|mention|recommend|promote|embed|attach|group|combine|remove|replace|substitute|spell|capitali[sz]e|misspell|scramble|jumble|introduce|rearrange|reverse|anagram|write|compose|craft|express|respond|reply|answer|output|print|append|prefix|suffix|sign|tag|link)\b(?: \S+){0,12}? (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)\b|^(?:[^\w\s] ){0,3}in (?:your|the) (?:reply|response|answer|output|summary) ?,";
     "respond_only_with", AddressedToAgent, 0.6,
         r"\b(?:respond|reply|answer) (?:only |solely |exclusively )?with (?:the (?:word|string|text|phrase)|only)\b";
     // ---- chat templates and system markers --------------------------------------------------
@@ -100,10 +102,10 @@ pub(crate) static RULES: &[Rule] = rules![
         r"< ?\| ?(?:im_start|im_end|im_sep|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|system|user|assistant|end|start) ?\| ?>";
     "inst_sys_markers", SystemMarker, 0.9,
         r"\[ ?/ ?inst ?\]|\[ ?inst ?\]|< ?< ?/? ?sys ?> ?>|\( ?system_message ?\)|\[ ?system_message ?\]|# ?# ?# ?(?:system|system message|system prompt|instruction|instructions|new instructions|admin)\b";
-    "system_role_prefix", SystemMarker, 0.75,
-        r"^\W{0,4}(?:system|system prompt|system message|sys|admin) ?(?:: |\] |> )";
+    "system_prompt_label", SystemMarker, 0.75,
+        r"^\W{0,4}(?:new |updated |real )?(?:system prompt|system message|system instructions|sys prompt) ?(?::|\]|>)";
     "fake_xml_authority", SystemMarker, 0.7,
-        r"< ?/? ?(?:system|system_prompt|system_message|sys_prompt|instructions?|information|admin|important|override|assistant_instructions|ai_instructions|secret_instructions|hidden_instructions) ?>";
+        r"< ?/? ?(?:system|system_prompt|system_message|sys_prompt|instructions?|information|assistant_instructions|ai_instructions|secret_instructions|hidden_instructions) ?>";
 ];
 
 /// Words whose presence in a segment sends it to the rule stage.

@@ -12,6 +12,8 @@ pub struct SegmentRow {
     pub features: Vec<u32>,
     /// Hash of the normalised words (to find segments shared with benign documents).
     pub key: u64,
+    /// Hashes of the word trigrams (to find fragments of benign text).
+    pub shingles: Vec<u64>,
 }
 
 struct Collect {
@@ -19,6 +21,8 @@ struct Collect {
     cur: Vec<u32>,
     start: usize,
     key: u64,
+    last: [u64; 2],
+    shingles: Vec<u64>,
     rows: Vec<SegmentRow>,
 }
 
@@ -28,6 +32,10 @@ impl Sink for Collect {
             self.start = t.start;
         }
         self.key = self.key.rotate_left(13) ^ t.hash;
+        if self.feats.tokens() >= 2 {
+            self.shingles.push(self.last[0].rotate_left(7) ^ self.last[1].rotate_left(19) ^ t.hash);
+        }
+        self.last = [self.last[1], t.hash];
         let cur = &mut self.cur;
         self.feats.token(t, |i| cur.push(i));
     }
@@ -41,8 +49,10 @@ impl Sink for Collect {
             span: self.start..end,
             features: std::mem::take(&mut self.cur),
             key: self.key,
+            shingles: std::mem::take(&mut self.shingles),
         });
         self.key = 0;
+        self.last = [0; 2];
     }
 }
 
@@ -53,6 +63,8 @@ pub fn segment_features(text: &str) -> Vec<SegmentRow> {
         cur: Vec::new(),
         start: 0,
         key: 0,
+        last: [0; 2],
+        shingles: Vec::new(),
         rows: Vec::new(),
     };
     tokenize(text, &mut c, &mut Vec::new());
