@@ -153,7 +153,7 @@ fn is_benign_text(s: &SegmentRow, keys: &HashSet<u64>, shingles: &HashSet<u64>) 
     if keys.contains(&s.key) {
         return true;
     }
-    if s.shingles.is_empty() {
+    if s.shingles.len() < 4 {
         return false;
     }
     let seen = s.shingles.iter().filter(|h| shingles.contains(h)).count();
@@ -170,7 +170,7 @@ fn train(docs: &[Doc], train_ix: &[usize], benign_keys: &HashSet<u64>, benign_sh
             (
                 d,
                 (0..docs[d].segs.len())
-                    .filter(|&s| !benign_keys.contains(&docs[d].segs[s].key))
+                    .filter(|&s| !is_benign_text(&docs[d].segs[s], benign_keys, benign_shingles))
                     .collect::<Vec<_>>(),
             )
         })

@@ -144,6 +144,13 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
                 return None;
             }
             let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            // Base64 of text mixes cases and has digits or +/; identifiers and words do not.
+            let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
+                && s.bytes().any(|b| b.is_ascii_lowercase())
+                && s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
+            if !hexy && !mixed {
+                return None;
+            }
             if hexy {
                 let bytes = hex::decode(s).ok()?;
                 let d = String::from_utf8(bytes).ok()?;

@@ -239,6 +239,29 @@ impl Scanner {
         }
     }
 
+    /// (segments, segments sent to the rule stage) for `text` (benchmark diagnostics).
+    #[doc(hidden)]
+    pub fn segment_stats(&self, text: &str) -> (usize, usize) {
+        let (segs, _) = self.engine.segments(text);
+        let t = self.engine.model.threshold;
+        let sent = segs.iter().filter(|s| self.engine.any_rule(s.mask) || self.engine.model.probability(s.sum) >= t).count();
+        (segs.len(), sent)
+    }
+
+    /// Per rule: (name, segments of `text` whose anchors let the rule run).
+    #[doc(hidden)]
+    pub fn rule_anchor_hits(&self, text: &str) -> Vec<(&'static str, usize)> {
+        let (segs, _) = self.engine.segments(text);
+        rules::RULES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let need = rules::required_mask(i);
+                (r.name, segs.iter().filter(|s| s.mask & need == need).count())
+            })
+            .collect()
+    }
+
     /// The learned stage's probability for each segment (for the training/eval tools).
     #[doc(hidden)]
     pub fn segment_probabilities(&self, text: &str) -> Vec<(Range<usize>, f32)> {

@@ -1,12 +1,12 @@
 //! The scanner: one tokenizer pass (learned stage + trigger detection), the rule stage on
 //! triggered segments, the raw hidden-character check, and decode-and-rescan of encoded blobs.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::fold::is_invisible;
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
-use crate::rules::{RULES, RuleMatch, RuleSet, TRIGGERS};
+use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
 use crate::token::{Blob, Sink, Token, hash_bytes, tokenize};
 use crate::{Category, Finding};
 
@@ -16,35 +16,35 @@ pub const FLAG_SCORE: f32 = 0.5;
 const MAX_DEPTH: u32 = 3;
 const TRIGGER_BITS: u32 = 15;
 
-/// Keyword filter: a bitmap for the fast probe plus the exact set.
+/// Anchor-word filter: a bitmap for the fast probe plus the exact table of anchor bits.
 pub(crate) struct Triggers {
     bits: Vec<u64>,
-    exact: HashSet<u64>,
+    exact: HashMap<u64, AnchorMask>,
 }
 
 impl Triggers {
     fn new() -> Triggers {
         let mut bits = vec![0u64; 1 << (TRIGGER_BITS - 6)];
-        let mut exact = HashSet::new();
-        for w in TRIGGERS {
+        let mut exact = HashMap::new();
+        for (w, mask) in anchor_words() {
             let h = hash_bytes(w.as_bytes());
             let i = (h & ((1 << TRIGGER_BITS) - 1)) as usize;
             if let Some(slot) = bits.get_mut(i >> 6) {
                 *slot |= 1 << (i & 63);
             }
-            exact.insert(h);
+            *exact.entry(h).or_insert(0) |= mask;
         }
         Triggers { bits, exact }
     }
 
     #[inline]
-    fn hit(&self, h: u64) -> bool {
+    fn mask(&self, h: u64) -> AnchorMask {
         let i = (h & ((1 << TRIGGER_BITS) - 1)) as usize;
-        let probe = self
-            .bits
-            .get(i >> 6)
-            .is_some_and(|w| w & (1 << (i & 63)) != 0);
-        probe && self.exact.contains(&h)
+        if self.bits.get(i >> 6).is_some_and(|w| w & (1 << (i & 63)) != 0) {
+            self.exact.get(&h).copied().unwrap_or(0)
+        } else {
+            0
+        }
     }
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct Segment {
     pub start: usize,
     pub end: usize,
     pub sum: i32,
-    pub triggers: u32,
+    pub mask: AnchorMask,
     pub obfuscated: u32,
     pub mixed_script: u32,
 }
@@ -65,7 +65,8 @@ struct FastSink<'a> {
     feats: SegmentFeatures,
     sum: i32,
     start: usize,
-    trig: u32,
+    mask: AnchorMask,
+    xml_bits: AnchorMask,
     segs: Vec<Segment>,
 }
 
@@ -79,9 +80,11 @@ impl Sink for FastSink<'_> {
         let mut s = 0i32;
         self.feats.token(t, |i| s += model.weight(i));
         self.sum += s;
-        if self.triggers.hit(t.hash) {
-            self.trig += 1;
+        let mut m = self.triggers.mask(t.hash);
+        if m & self.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
+            m &= !self.xml_bits;
         }
+        self.mask |= m;
     }
 
     #[inline]
@@ -98,12 +101,12 @@ impl Sink for FastSink<'_> {
             start: self.start,
             end,
             sum: self.sum + s,
-            triggers: self.trig,
+            mask: self.mask,
             obfuscated,
             mixed_script,
         });
         self.sum = 0;
-        self.trig = 0;
+        self.mask = 0;
     }
 }
 
@@ -131,7 +134,7 @@ impl NormSink {
 impl Sink for NormSink {
     fn token(&mut self, t: &Token<'_>) {
         self.last_punct = (0, 0);
-        let s = String::from_utf8_lossy(t.text);
+        let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
         self.push_item(&s, t.start, t.end);
     }
     fn punct(&mut self, b: u8, pos: usize) {
@@ -168,6 +171,10 @@ pub(crate) struct Engine {
     pub model: Model,
     rules: RuleSet,
     triggers: Triggers,
+    /// Required anchor bits of every rule.
+    required: Vec<AnchorMask>,
+    /// Anchor bits of the XML-tag rule (its words count only right after `<` or `/`).
+    xml_bits: AnchorMask,
 }
 
 fn model_score(p: f32, t: f32) -> f32 {
@@ -179,11 +186,15 @@ fn model_score(p: f32, t: f32) -> f32 {
 
 impl Engine {
     pub(crate) fn new(model: Model) -> Result<Engine, regex::Error> {
-        Ok(Engine {
-            model,
-            rules: RuleSet::new()?,
-            triggers: Triggers::new(),
-        })
+        let required: Vec<AnchorMask> = (0..RULES.len()).map(required_mask).collect();
+        let xml_bits = RULES.iter().position(|r| r.name == "fake_xml_authority").map(required_mask).unwrap_or(0);
+        Ok(Engine { model, rules: RuleSet::new()?, triggers: Triggers::new(), required, xml_bits })
+    }
+
+    /// Whether some rule has all its anchors in `mask`.
+    #[inline]
+    pub(crate) fn any_rule(&self, mask: AnchorMask) -> bool {
+        mask != 0 && self.required.iter().any(|&r| mask & r == r)
     }
 
     /// The fast pass alone: segments with model sums, and blob candidates.
@@ -194,7 +205,8 @@ impl Engine {
             feats: SegmentFeatures::default(),
             sum: 0,
             start: 0,
-            trig: 0,
+            mask: 0,
+            xml_bits: self.xml_bits,
             segs: Vec::new(),
         };
         let mut blobs = Vec::new();
@@ -227,7 +239,21 @@ impl Engine {
             }
         }
         // 2. Fast pass.
-        let (segs, blobs) = self.segments(text);
+        let (mut segs, blobs) = self.segments(text);
+        // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
+        // the segments that hold one run the marker rule.
+        let chat_bits = RULES.iter().position(|r| r.name == "chat_template_token").map(required_mask).unwrap_or(0);
+        let mut k = 0usize;
+        for pos in memchr::memmem::find_iter(text.as_bytes(), b"<|") {
+            while k < segs.len() && segs[k].end <= pos {
+                k += 1;
+            }
+            if let Some(s) = segs.get_mut(k) {
+                if s.start <= pos + 2 {
+                    s.mask |= chat_bits;
+                }
+            }
+        }
         let mut matches: Vec<RuleMatch> = Vec::new();
         for seg in &segs {
             let p = self.model.probability(seg.sum);
@@ -244,7 +270,7 @@ impl Engine {
             }
             // 3. Rule stage on triggered segments (and on segments the model flagged, so that
             //    the finding names its family).
-            if seg.triggers >= 1 || hit {
+            if self.any_rule(seg.mask) || hit {
                 let Some(seg_text) = text.get(seg.start..seg.end) else {
                     continue;
                 };
@@ -256,7 +282,7 @@ impl Engine {
                 };
                 tokenize(seg_text, &mut n, &mut Vec::new());
                 matches.clear();
-                self.rules.find(&n.out, &mut matches);
+                self.rules.find(&n.out, seg.mask, hit, &mut matches);
                 for m in &matches {
                     let Some(rule) = RULES.get(m.rule) else {
                         continue;

@@ -30,6 +30,8 @@ pub(crate) struct Token<'a> {
     pub caps: bool,
     /// Synthesised from spaced-out letters ("i g n o r e").
     pub joined: bool,
+    /// The byte just before the word (0 at the start).
+    pub prev: u8,
 }
 
 /// Receiver of the token stream.
@@ -56,25 +58,70 @@ pub(crate) struct Blob {
     pub end: usize,
 }
 
-/// Fast word hash over the normalised bytes.
+/// Fast word hash. ASCII case is folded inside the hash (every byte is OR-ed with 0x20), so
+/// an ASCII word hashes the same from the raw text as from its lowercased form.
 #[inline]
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
+    const CASE: u64 = 0x2020_2020_2020_2020;
     let mut h: u64 = b.len() as u64;
     let mut chunks = b.chunks_exact(8);
     for c in &mut chunks {
         let mut a = [0u8; 8];
         a.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ (u64::from_le_bytes(a) | CASE)).wrapping_mul(K);
     }
     let rem = chunks.remainder();
     if !rem.is_empty() {
         let mut a = [0u8; 8];
         a[..rem.len()].copy_from_slice(rem);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+        let mask = CASE & (u64::MAX >> (8 * (8 - rem.len())));
+        h = (h.rotate_left(5) ^ (u64::from_le_bytes(a) | mask)).wrapping_mul(K);
     }
     h ^ (h >> 29)
 }
+
+/// `hash_bytes(&bytes[start..start + len])` with a single load for short words.
+#[inline]
+pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    if len > 0 && len <= 8 {
+        if let Some(w) = bytes.get(start..start + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            let keep = u64::MAX >> (8 * (8 - len));
+            let v = (u64::from_le_bytes(a) & keep) | (CASE & keep);
+            let h = ((len as u64).rotate_left(5) ^ v).wrapping_mul(K);
+            return h ^ (h >> 29);
+        }
+    }
+    hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
+}
+
+const F_ALPHA: u8 = 1;
+const F_DIGIT: u8 = 2;
+const F_UPPER: u8 = 4;
+
+const fn word_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_uppercase() {
+            F_ALPHA | F_UPPER
+        } else if b.is_ascii_lowercase() || b == b'_' {
+            F_ALPHA
+        } else if b.is_ascii_digit() {
+            F_DIGIT
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+}
+static WORD: [u8; 256] = word_table();
 
 // Byte classes for the ASCII fast path.
 const SPACE: u8 = 0;
@@ -132,6 +179,7 @@ struct State {
     ascii_alpha: bool,
     seg_tokens: u32,
     seg_open: bool,
+    prev: u8,
     // spaced-letter joining ("i g n o r e")
     join: [u8; MAX_TOKEN],
     join_len: usize,
@@ -157,6 +205,7 @@ impl State {
             ascii_alpha: false,
             seg_tokens: 0,
             seg_open: false,
+            prev: 0,
             join: [0; MAX_TOKEN],
             join_len: 0,
             join_start: 0,
@@ -168,7 +217,8 @@ impl State {
     }
 
     #[inline]
-    fn begin(&mut self, pos: usize) {
+    fn begin(&mut self, pos: usize, prev: u8) {
+        self.prev = prev;
         self.in_tok = true;
         self.len = 0;
         self.start = pos;
@@ -198,6 +248,7 @@ impl State {
                 leet: false,
                 caps: false,
                 joined: true,
+                prev: 0,
             };
             sink.token(&t);
         }
@@ -247,7 +298,51 @@ impl State {
             leet: leet_word,
             caps: self.upper >= 2 && self.upper as usize * 10 >= self.len * 8,
             joined: false,
+            prev: self.prev,
         };
+        sink.token(&t);
+        self.seg_tokens += 1;
+        self.seg_open = true;
+    }
+
+    /// Emit a word made only of ASCII letters/digits/underscore, straight from the source.
+    #[inline]
+    fn emit_ascii<S: Sink>(&mut self, whole: &[u8], raw: &[u8], start: usize, prev: u8, flags: u8, sink: &mut S) {
+        let len = raw.len();
+        let end = start + len;
+        // Spaced-out single letters.
+        if len == 1 && flags & F_ALPHA != 0 {
+            let l = raw[0].to_ascii_lowercase();
+            if self.join_len > 0 && start == self.join_last_end + 1 && self.join_len < MAX_TOKEN {
+                self.join[self.join_len] = l;
+                self.join_len += 1;
+                self.join_last_end = end;
+            } else {
+                self.flush_join(sink);
+                self.join[0] = l;
+                self.join_len = 1;
+                self.join_start = start;
+                self.join_last_end = end;
+            }
+        } else if self.join_len > 0 {
+            self.flush_join(sink);
+        }
+        let leet_word = flags & (F_ALPHA | F_DIGIT) == (F_ALPHA | F_DIGIT);
+        let caps = flags & F_UPPER != 0 && {
+            let up = raw.iter().filter(|b| b.is_ascii_uppercase()).count();
+            up >= 2 && up * 10 >= len * 8
+        };
+        let text: &[u8] = if leet_word {
+            let n = len.min(MAX_TOKEN);
+            for (d, s) in self.buf[..n].iter_mut().zip(raw) {
+                *d = leet(s.to_ascii_lowercase());
+            }
+            &self.buf[..n]
+        } else {
+            raw
+        };
+        let hash = if leet_word { hash_bytes(text) } else { hash_at(whole, start, len) };
+        let t = Token { text, hash, start, end, mixed_script: false, leet: leet_word, caps, joined: false, prev };
         sink.token(&t);
         self.seg_tokens += 1;
         self.seg_open = true;
@@ -299,10 +394,50 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
     let mut i = 0;
     while i < n {
         let b = bytes[i];
-        match CLASS[b as usize] {
+        let class = CLASS[b as usize];
+        if (class == ALPHA || class == DIGIT) && !st.in_tok {
+            // ASCII word fast path.
+            if st.morse_start < i {
+                st.end_morse(i, blobs);
+            } else {
+                st.morse_start = i + 1;
+            }
+            let start = i;
+            let prev = if i > 0 { bytes[i - 1] } else { 0 };
+            let lim = (start + MAX_TOKEN).min(n);
+            let mut flags = 0u8;
+            while i < lim {
+                let f = WORD[bytes[i] as usize];
+                if f == 0 {
+                    break;
+                }
+                flags |= f;
+                i += 1;
+            }
+            if i < lim && bytes[i] >= 0x80 {
+                // The word goes on with non-ASCII letters: continue on the general path.
+                st.begin(start, prev);
+                for &c in &bytes[start..i] {
+                    if c.is_ascii_uppercase() {
+                        st.upper += 1;
+                    }
+                    st.push(c.to_ascii_lowercase());
+                }
+                st.has_alpha = flags & F_ALPHA != 0;
+                st.ascii_alpha = st.has_alpha;
+                st.has_digit = flags & F_DIGIT != 0;
+                continue;
+            }
+            st.emit_ascii(bytes, &bytes[start..i], start, prev, flags, sink);
+            if st.seg_tokens >= MAX_SEGMENT_TOKENS {
+                st.end_segment(i, sink);
+            }
+            continue;
+        }
+        match class {
             ALPHA => {
                 if !st.in_tok {
-                    st.begin(i);
+                    st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
                     if st.morse_start < i {
                         st.end_morse(i, blobs);
                     } else {
@@ -322,7 +457,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             }
             DIGIT => {
                 if !st.in_tok {
-                    st.begin(i);
+                    st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
                     if st.morse_start < i {
                         st.end_morse(i, blobs);
                     } else {
@@ -392,7 +527,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
                     }
                     Folded::Ascii { byte, confusable } => {
                         if !st.in_tok {
-                            st.begin(i);
+                            st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
                         }
                         st.confusable |= confusable;
                         if byte.is_ascii_digit() {
@@ -410,7 +545,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
                     }
                     Folded::Letter(l) => {
                         if !st.in_tok {
-                            st.begin(i);
+                            st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
                         }
                         st.has_alpha = true;
                         let mut tmp = [0u8; 4];
@@ -456,7 +591,7 @@ mod tests {
     impl Sink for Collect {
         fn token(&mut self, t: &Token<'_>) {
             self.words
-                .push(String::from_utf8_lossy(t.text).into_owned());
+                .push(String::from_utf8_lossy(t.text).to_ascii_lowercase());
         }
         fn segment_end(&mut self, end: usize) {
             self.segs.push(end);
@@ -489,6 +624,21 @@ mod tests {
                 "ignore"
             ]
         );
+    }
+
+    #[test]
+    fn single_load_hash_matches_the_reference() {
+        let text = b"Ignore PREVIOUS instructions_x 12ab and a veryverylongword.";
+        let mut i = 0;
+        while i < text.len() {
+            for len in 1..=12 {
+                if i + len <= text.len() {
+                    assert_eq!(hash_at(text, i, len), hash_bytes(&text[i..i + len]));
+                }
+            }
+            i += 1;
+        }
+        assert_eq!(hash_bytes(b"IGNORE"), hash_bytes(b"ignore"));
     }
 
     #[test]
