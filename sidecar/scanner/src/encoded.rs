@@ -124,41 +124,67 @@ fn decode_morse(s: &str) -> Option<String> {
     Some(out)
 }
 
+fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usize, usize)> {
+    let s = raw.trim_matches(|c: char| c == '-' || c == '/' || c == '+');
+    let start = offset + raw.find(s).unwrap_or(0);
+    if s.len() < crate::token::MIN_BLOB {
+        return None;
+    }
+    // Words joined by hyphens or paths are not encodings.
+    if !s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=') && s.contains('-') {
+        return None;
+    }
+    let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if hexy {
+        let bytes = hex::decode(s).ok()?;
+        let d = String::from_utf8(bytes).ok()?;
+        return is_readable(&d).then(|| (d, Encoding::Hex, start, start + s.len()));
+    }
+    // Base64 of text mixes cases and has digits or +/; identifiers and words do not.
+    let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
+    if !mixed {
+        return None;
+    }
+    let bytes = decode_b64(s)?;
+    let d = String::from_utf8(bytes).ok()?;
+    is_readable(&d).then(|| (d, Encoding::Base64, start, start + s.len()))
+}
+
 /// Decode a candidate blob of `text`; `Some` only when it yields readable text.
 /// Returns the decoded text, the encoding and the exact byte range used.
 pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, usize, usize)> {
     let raw = text.get(blob.start..blob.end)?;
     match blob.kind {
         BlobKind::Base64OrHex => {
-            let s = raw.trim_matches(|c: char| c == '-' || c == '/' || c == '+');
-            let start = blob.start + raw.find(s).unwrap_or(0);
-            if s.len() < crate::token::MIN_BLOB {
-                return None;
+            if let Some(d) = decode_b64_or_hex(raw, blob.start) {
+                return Some(d);
             }
-            // Words joined by hyphens or paths are not encodings.
-            if !s
-                .bytes()
-                .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
-                && s.contains('-')
-            {
-                return None;
+            // `key=value` and `a/b` forms: try the part after the last `=`/`/` inside the
+            // run, then the longest run of hex digits.
+            if let Some(p) = raw.trim_end_matches('=').rfind(['=', '/']) {
+                if let Some(d) = raw.get(p + 1..).and_then(|t| decode_b64_or_hex(t, blob.start + p + 1)) {
+                    return Some(d);
+                }
             }
-            let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
-            // Base64 of text mixes cases and has digits or +/; identifiers and words do not.
-            let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
-                && s.bytes().any(|b| b.is_ascii_lowercase())
-                && s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
-            if !hexy && !mixed {
-                return None;
+            let mut best = (0usize, 0usize);
+            let mut run = 0usize;
+            for (i, c) in raw.bytes().enumerate() {
+                if c.is_ascii_hexdigit() {
+                    run += 1;
+                    if run > best.1 {
+                        best = (i + 1 - run, run);
+                    }
+                } else {
+                    run = 0;
+                }
             }
-            if hexy {
-                let bytes = hex::decode(s).ok()?;
-                let d = String::from_utf8(bytes).ok()?;
-                return is_readable(&d).then(|| (d, Encoding::Hex, start, start + s.len()));
+            if best.1 >= crate::token::MIN_BLOB && best.1 < raw.len() {
+                let len = best.1 & !1;
+                return raw.get(best.0..best.0 + len).and_then(|t| decode_b64_or_hex(t, blob.start + best.0));
             }
-            let bytes = decode_b64(s)?;
-            let d = String::from_utf8(bytes).ok()?;
-            is_readable(&d).then(|| (d, Encoding::Base64, start, start + s.len()))
+            None
         }
         BlobKind::Morse => {
             let first = raw.find(['.', '-'])?;

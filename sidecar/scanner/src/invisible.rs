@@ -56,6 +56,11 @@ fn is_word_byte(b: Option<&u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// A run of hidden characters at `s..e` sits between two ASCII letters/digits.
+fn inside_word(bytes: &[u8], s: usize, e: usize) -> bool {
+    s > 0 && is_word_byte(bytes.get(s - 1)) && is_word_byte(bytes.get(e))
+}
+
 /// Find hidden-character findings in `text`.
 pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
     let bytes = text.as_bytes();
@@ -63,6 +68,7 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
     let mut zw_inside_words = 0usize;
     let mut zw_total = 0usize;
     let mut zw_first: Option<(usize, usize)> = None;
+    let mut zw_run: Option<(usize, usize)> = None;
     let mut tag_run: Option<(usize, usize, String)> = None;
     let mut it = memchr::memchr3_iter(0xE2, 0xEF, 0xF3, bytes);
     let flush_tags = |run: Option<(usize, usize, String)>, out: &mut Vec<Hidden>| {
@@ -144,32 +150,24 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
                 if zw_first.is_none() {
                     zw_first = Some((i, i + w));
                 }
-                // Inside a word: between two ASCII letters/digits (possibly other hidden chars).
-                let mut a = i;
-                while a >= 3
-                    && text
-                        .get(a - 3..a)
-                        .and_then(|s| s.chars().next())
-                        .is_some_and(|c| kind(c) == Some(0))
-                {
-                    a -= 3;
-                }
-                let mut b = i + w;
-                while text
-                    .get(b..)
-                    .and_then(|s| s.chars().next())
-                    .is_some_and(|c| kind(c) == Some(0))
-                {
-                    b += 3;
-                }
-                if a > 0 && is_word_byte(bytes.get(a - 1)) && is_word_byte(bytes.get(b)) {
-                    zw_inside_words += 1;
+                // Runs of adjacent hidden characters are judged once, when the run ends.
+                match zw_run {
+                    Some((_, e)) if e == i => zw_run = zw_run.map(|(s, _)| (s, i + w)),
+                    _ => {
+                        if let Some((s, e)) = zw_run.take() {
+                            zw_inside_words += usize::from(inside_word(bytes, s, e));
+                        }
+                        zw_run = Some((i, i + w));
+                    }
                 }
             }
             _ => {}
         }
     }
     flush_tags(tag_run.take(), &mut out);
+    if let Some((s, e)) = zw_run.take() {
+        zw_inside_words += usize::from(inside_word(bytes, s, e));
+    }
     if zw_inside_words >= 1 || zw_total >= 3 {
         if let Some((s, e)) = zw_first {
             out.push(Hidden {
