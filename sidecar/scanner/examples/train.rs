@@ -51,7 +51,6 @@ struct Doc {
     rec: Record,
     group: String,
     segs: Vec<SegmentRow>,
-    extra: serde_json::Value,
 }
 
 fn fnv(s: &str) -> u64 {
@@ -160,7 +159,13 @@ fn is_benign_text(s: &SegmentRow, keys: &HashSet<u64>, shingles: &HashSet<u64>) 
     seen * 10 >= s.shingles.len() * 7
 }
 
-fn train(docs: &[Doc], train_ix: &[usize], benign_keys: &HashSet<u64>, benign_shingles: &HashSet<u64>, seed: u64) -> Model {
+fn train(
+    docs: &[Doc],
+    train_ix: &[usize],
+    benign_keys: &HashSet<u64>,
+    benign_shingles: &HashSet<u64>,
+    seed: u64,
+) -> Model {
     let mut t = Trainer::new();
     // Candidate positive segments per injected document.
     let cands: Vec<(usize, Vec<usize>)> = train_ix
@@ -194,23 +199,47 @@ fn train(docs: &[Doc], train_ix: &[usize], benign_keys: &HashSet<u64>, benign_sh
                 let w = 1.0 / c.len() as f32;
                 pos.extend(c.iter().map(|&s| (*d, s, w)));
             } else {
-                let mut scored: Vec<(f32, usize)> = c.iter().map(|&s| (t.logit(&docs[*d].segs[s].features), s)).collect();
+                let mut scored: Vec<(f32, usize)> = c
+                    .iter()
+                    .map(|&s| (t.logit(&docs[*d].segs[s].features), s))
+                    .collect();
                 scored.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
                 let max = scored[0].0;
-                let keep: Vec<usize> = scored.iter().take(3).filter(|x| x.0 >= max - 2.0).map(|x| x.1).collect();
+                let keep: Vec<usize> = scored
+                    .iter()
+                    .take(3)
+                    .filter(|x| x.0 >= max - 2.0)
+                    .map(|x| x.1)
+                    .collect();
                 let w = 1.0 / keep.len() as f32;
                 pos.extend(keep.into_iter().map(|s| (*d, s, w)));
                 // The clearly ordinary rest of an injected document (its e-mail headers, table
                 // rows, YAML fields) is in-domain benign text.
-                extra_negs.extend(scored.iter().skip(3).filter(|x| x.0 < max - 4.0).map(|x| (*d, x.1)));
+                extra_negs.extend(
+                    scored
+                        .iter()
+                        .skip(3)
+                        .filter(|x| x.0 < max - 4.0)
+                        .map(|x| (*d, x.1)),
+                );
             }
         }
-        let neg_w = |d: usize| if SETS[docs[d].set] == "benign_corpus_dev" { 1.0 } else { IN_DOMAIN_NEG };
+        let neg_w = |d: usize| {
+            if SETS[docs[d].set] == "benign_corpus_dev" {
+                1.0
+            } else {
+                IN_DOMAIN_NEG
+            }
+        };
         let total_neg: f32 = negs.iter().map(|&(d, _)| neg_w(d)).sum();
         let total_pos: f32 = pos.iter().map(|p| p.2).sum();
         let pos_scale = (total_neg / total_pos.max(1.0) * POS_SHARE).max(1.0);
-        let mut all: Vec<(usize, usize, f32, f32)> =
-            negs.iter().map(|&(d, s)| (d, s, 0.0, neg_w(d))).chain(extra_negs.iter().map(|&(d, s)| (d, s, 0.0, 1.0))).chain(pos.iter().map(|&(d, s, w)| (d, s, 1.0, w * pos_scale))).collect();
+        let mut all: Vec<(usize, usize, f32, f32)> = negs
+            .iter()
+            .map(|&(d, s)| (d, s, 0.0, neg_w(d)))
+            .chain(extra_negs.iter().map(|&(d, s)| (d, s, 0.0, 1.0)))
+            .chain(pos.iter().map(|&(d, s, w)| (d, s, 1.0, w * pos_scale)))
+            .collect();
         let epochs = if round == rounds - 1 { 4 } else { 2 };
         for _ in 0..epochs {
             for i in (1..all.len()).rev() {
@@ -332,18 +361,19 @@ fn main() {
                 rec,
                 group,
                 segs,
-                extra,
             });
         }
     }
-    let _ = docs.iter().map(|d| &d.extra).count();
     let benign_keys: HashSet<u64> = docs
         .iter()
         .filter(|d| !d.rec.is_injection())
         .flat_map(|d| d.segs.iter().map(|s| s.key))
         .collect();
-    let benign_shingles: HashSet<u64> =
-        docs.iter().filter(|d| !d.rec.is_injection()).flat_map(|d| d.segs.iter().flat_map(|s| s.shingles.iter().copied())).collect();
+    let benign_shingles: HashSet<u64> = docs
+        .iter()
+        .filter(|d| !d.rec.is_injection())
+        .flat_map(|d| d.segs.iter().flat_map(|s| s.shingles.iter().copied()))
+        .collect();
     eprintln!(
         "{} documents, {} segments",
         docs.len(),
@@ -356,7 +386,13 @@ fn main() {
         for fold in 0..cv {
             let (held, tr): (Vec<usize>, Vec<usize>) =
                 (0..docs.len()).partition(|&d| fnv(&docs[d].group) % cv as u64 == fold as u64);
-            let model = train(&docs, &tr, &benign_keys, &benign_shingles, seed + fold as u64);
+            let model = train(
+                &docs,
+                &tr,
+                &benign_keys,
+                &benign_shingles,
+                seed + fold as u64,
+            );
             eprintln!(
                 "fold {fold}: {} train / {} held out, threshold {:.4}",
                 tr.len(),

@@ -131,7 +131,11 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
         return None;
     }
     // Words joined by hyphens or paths are not encodings.
-    if !s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=') && s.contains('-') {
+    if !s
+        .bytes()
+        .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
+        && s.contains('-')
+    {
         return None;
     }
     let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -143,7 +147,8 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
     // Base64 of text mixes cases and has digits or +/; identifiers and words do not.
     let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
         && s.bytes().any(|b| b.is_ascii_lowercase())
-        && s.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
+        && s.bytes()
+            .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
     if !mixed {
         return None;
     }
@@ -164,7 +169,10 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
             // `key=value` and `a/b` forms: try the part after the last `=`/`/` inside the
             // run, then the longest run of hex digits.
             if let Some(p) = raw.trim_end_matches('=').rfind(['=', '/']) {
-                if let Some(d) = raw.get(p + 1..).and_then(|t| decode_b64_or_hex(t, blob.start + p + 1)) {
+                if let Some(d) = raw
+                    .get(p + 1..)
+                    .and_then(|t| decode_b64_or_hex(t, blob.start + p + 1))
+                {
                     return Some(d);
                 }
             }
@@ -182,7 +190,9 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
             }
             if best.1 >= crate::token::MIN_BLOB && best.1 < raw.len() {
                 let len = best.1 & !1;
-                return raw.get(best.0..best.0 + len).and_then(|t| decode_b64_or_hex(t, blob.start + best.0));
+                return raw
+                    .get(best.0..best.0 + len)
+                    .and_then(|t| decode_b64_or_hex(t, blob.start + best.0));
             }
             None
         }

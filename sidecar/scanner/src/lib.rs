@@ -244,7 +244,10 @@ impl Scanner {
     pub fn segment_stats(&self, text: &str) -> (usize, usize) {
         let (segs, _) = self.engine.segments(text);
         let t = self.engine.model.threshold;
-        let sent = segs.iter().filter(|s| self.engine.any_rule(s.mask) || self.engine.model.probability(s.sum) >= t).count();
+        let sent = segs
+            .iter()
+            .filter(|s| self.engine.any_rule(s.mask) || self.engine.model.probability(s.sum) >= t)
+            .count();
         (segs.len(), sent)
     }
 
@@ -257,7 +260,10 @@ impl Scanner {
             .enumerate()
             .map(|(i, r)| {
                 let need = rules::required_mask(i);
-                (r.name, segs.iter().filter(|s| s.mask & need == need).count())
+                (
+                    r.name,
+                    segs.iter().filter(|s| s.mask & need == need).count(),
+                )
             })
             .collect()
     }

@@ -193,7 +193,10 @@ pub(crate) fn anchor_words() -> Vec<(&'static str, AnchorMask)> {
 
 impl RuleSet {
     pub(crate) fn new() -> Result<RuleSet, regex::Error> {
-        let regexes = RULES.iter().map(|r| Regex::new(&r.pattern.replace("{AI}", AI))).collect::<Result<Vec<_>, _>>()?;
+        let regexes = RULES
+            .iter()
+            .map(|r| Regex::new(&r.pattern.replace("{AI}", AI)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RuleSet { regexes })
     }
 
@@ -205,7 +208,11 @@ impl RuleSet {
                 continue;
             }
             if let Some(m) = re.find(norm) {
-                out.push(RuleMatch { rule: i, start: m.start(), end: m.end() });
+                out.push(RuleMatch {
+                    rule: i,
+                    start: m.start(),
+                    end: m.end(),
+                });
             }
         }
     }

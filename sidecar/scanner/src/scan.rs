@@ -40,7 +40,11 @@ impl Triggers {
     #[inline]
     fn mask(&self, h: u64) -> AnchorMask {
         let i = (h & ((1 << TRIGGER_BITS) - 1)) as usize;
-        if self.bits.get(i >> 6).is_some_and(|w| w & (1 << (i & 63)) != 0) {
+        if self
+            .bits
+            .get(i >> 6)
+            .is_some_and(|w| w & (1 << (i & 63)) != 0)
+        {
             self.exact.get(&h).copied().unwrap_or(0)
         } else {
             0
@@ -187,14 +191,32 @@ fn model_score(p: f32, t: f32) -> f32 {
 impl Engine {
     pub(crate) fn new(model: Model) -> Result<Engine, regex::Error> {
         let required: Vec<AnchorMask> = (0..RULES.len()).map(required_mask).collect();
-        let xml_bits = RULES.iter().position(|r| r.name == "fake_xml_authority").map(required_mask).unwrap_or(0);
-        Ok(Engine { model, rules: RuleSet::new()?, triggers: Triggers::new(), required, xml_bits })
+        let xml_bits = RULES
+            .iter()
+            .position(|r| r.name == "fake_xml_authority")
+            .map(required_mask)
+            .unwrap_or(0);
+        Ok(Engine {
+            model,
+            rules: RuleSet::new()?,
+            triggers: Triggers::new(),
+            required,
+            xml_bits,
+        })
     }
 
     /// Whether some rule has all its anchors in `mask`.
     #[inline]
     pub(crate) fn any_rule(&self, mask: AnchorMask) -> bool {
-        mask != 0 && self.required.iter().any(|&r| mask & r == r)
+        if mask == 0 {
+            return false;
+        }
+        for &r in &self.required {
+            if mask & r == r {
+                return true;
+            }
+        }
+        false
     }
 
     /// The fast pass alone: segments with model sums, and blob candidates.
@@ -242,7 +264,11 @@ impl Engine {
         let (mut segs, blobs) = self.segments(text);
         // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
         // the segments that hold one run the marker rule.
-        let chat_bits = RULES.iter().position(|r| r.name == "chat_template_token").map(required_mask).unwrap_or(0);
+        let chat_bits = RULES
+            .iter()
+            .position(|r| r.name == "chat_template_token")
+            .map(required_mask)
+            .unwrap_or(0);
         let mut k = 0usize;
         for pos in memchr::memmem::find_iter(text.as_bytes(), b"<|") {
             while k < segs.len() && segs[k].end <= pos {

@@ -44,7 +44,10 @@ struct MarkerWords {
 
 impl Sink for MarkerWords {
     fn token(&mut self, t: &Token<'_>) {
-        if t.text.get(..9).is_some_and(|p| p.eq_ignore_ascii_case(b"untrusted")) {
+        if t.text
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"untrusted"))
+        {
             self.spans.push((t.start, t.end));
         }
     }

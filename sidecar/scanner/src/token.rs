@@ -307,7 +307,15 @@ impl State {
 
     /// Emit a word made only of ASCII letters/digits/underscore, straight from the source.
     #[inline]
-    fn emit_ascii<S: Sink>(&mut self, whole: &[u8], raw: &[u8], start: usize, prev: u8, flags: u8, sink: &mut S) {
+    fn emit_ascii<S: Sink>(
+        &mut self,
+        whole: &[u8],
+        raw: &[u8],
+        start: usize,
+        prev: u8,
+        flags: u8,
+        sink: &mut S,
+    ) {
         let len = raw.len();
         let end = start + len;
         // Spaced-out single letters.
@@ -341,8 +349,22 @@ impl State {
         } else {
             raw
         };
-        let hash = if leet_word { hash_bytes(text) } else { hash_at(whole, start, len) };
-        let t = Token { text, hash, start, end, mixed_script: false, leet: leet_word, caps, joined: false, prev };
+        let hash = if leet_word {
+            hash_bytes(text)
+        } else {
+            hash_at(whole, start, len)
+        };
+        let t = Token {
+            text,
+            hash,
+            start,
+            end,
+            mixed_script: false,
+            leet: leet_word,
+            caps,
+            joined: false,
+            prev,
+        };
         sink.token(&t);
         self.seg_tokens += 1;
         self.seg_open = true;

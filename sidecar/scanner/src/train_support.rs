@@ -33,7 +33,8 @@ impl Sink for Collect {
         }
         self.key = self.key.rotate_left(13) ^ t.hash;
         if self.feats.tokens() >= 2 {
-            self.shingles.push(self.last[0].rotate_left(7) ^ self.last[1].rotate_left(19) ^ t.hash);
+            self.shingles
+                .push(self.last[0].rotate_left(7) ^ self.last[1].rotate_left(19) ^ t.hash);
         }
         self.last = [self.last[1], t.hash];
         let cur = &mut self.cur;

@@ -10,10 +10,16 @@ fn marker_count(text: &str) -> usize {
     let mut sk = String::new();
     for c in text.chars() {
         let cp = c as u32;
-        if c.is_whitespace() || matches!(cp, 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF | 0xE0000..=0xE007F) {
+        if c.is_whitespace()
+            || matches!(cp, 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF | 0xE0000..=0xE007F)
+        {
             continue;
         }
-        let c = if (0xFF01..=0xFF5E).contains(&cp) { char::from_u32(cp - 0xFEE0).unwrap() } else { c };
+        let c = if (0xFF01..=0xFF5E).contains(&cp) {
+            char::from_u32(cp - 0xFEE0).unwrap()
+        } else {
+            c
+        };
         let c = match c {
             '【' | '〔' | '⟦' | '［' | '〚' | '⁅' => '[',
             'Ѕ' | 'ѕ' => 's',
@@ -41,8 +47,17 @@ fn wrapper_shape_and_fresh_nonce() {
     assert_ne!(a.id, b.id, "nonce must be fresh per wrapper");
     assert_eq!(a.id.len(), 32);
     assert!(a.id.bytes().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(a.text, format!("[UNTRUSTED source=email id={0}]\nhello\n[/UNTRUSTED id={0}]", a.id));
-    assert_eq!(context_ids(&format!("{}\n{}", a.text, b.text)), vec![a.id.clone(), b.id.clone()]);
+    assert_eq!(
+        a.text,
+        format!(
+            "[UNTRUSTED source=email id={0}]\nhello\n[/UNTRUSTED id={0}]",
+            a.id
+        )
+    );
+    assert_eq!(
+        context_ids(&format!("{}\n{}", a.text, b.text)),
+        vec![a.id.clone(), b.id.clone()]
+    );
 }
 
 #[test]
@@ -71,7 +86,10 @@ fn content_cannot_close_or_forge_a_wrapper() {
         let t = tag_untrusted("web", content);
         // Exactly the wrapper's own two markers remain, wherever look-alikes were used.
         assert_eq!(marker_count(&t.text), 2, "{content:?} -> {:?}", t.text);
-        assert!(t.text.starts_with(&format!("[UNTRUSTED source=web id={}]\n", t.id)));
+        assert!(
+            t.text
+                .starts_with(&format!("[UNTRUSTED source=web id={}]\n", t.id))
+        );
         assert!(t.text.ends_with(&format!("\n[/UNTRUSTED id={}]", t.id)));
         // And the content between them holds no well-formed marker at all.
         let inner = &t.text[t.text.find('\n').unwrap() + 1..t.text.rfind('\n').unwrap()];
@@ -82,7 +100,11 @@ fn content_cannot_close_or_forge_a_wrapper() {
 
 #[test]
 fn ordinary_content_is_unchanged() {
-    for c in ["Plain text with [brackets] and the word untrusted in prose.", "", "naïve café ☕"] {
+    for c in [
+        "Plain text with [brackets] and the word untrusted in prose.",
+        "",
+        "naïve café ☕",
+    ] {
         assert_eq!(neutralise_markers(c), c);
     }
 }
@@ -103,10 +125,16 @@ fn ledger_accepts_clean_issued_ids_and_refuses_flagged_or_unknown() {
     }
     // An id the gateway never issued (e.g. the caller labels its own context) is refused.
     let forged = "0123456789abcdef0123456789abcdef";
-    assert!(matches!(ledger.check_context(&[forged]), Err(LedgerError::Unknown { .. })));
+    assert!(matches!(
+        ledger.check_context(&[forged]),
+        Err(LedgerError::Unknown { .. })
+    ));
     // The ledger reads ids from the context text itself, not from the caller's label.
     let context = format!("user: summarise this\n{}\n{}", clean.text, bad.text);
-    assert!(matches!(ledger.check_context_text(&context), Err(LedgerError::Flagged { .. })));
+    assert!(matches!(
+        ledger.check_context_text(&context),
+        Err(LedgerError::Flagged { .. })
+    ));
     assert!(ledger.check_context_text(&clean.text).is_ok());
     // Flagging later (e.g. after a rescan) takes effect.
     assert!(ledger.mark_flagged(&clean.id));
@@ -119,9 +147,18 @@ fn ledger_accepts_clean_issued_ids_and_refuses_flagged_or_unknown() {
 #[test]
 fn ledger_is_bounded_and_forgotten_ids_are_refused() {
     let ledger = ProvenanceLedger::with_capacity(3);
-    let ids: Vec<String> = (0..5).map(|i| ledger.issue("tool", &format!("r{i}"), false).id).collect();
-    assert!(matches!(ledger.check_context(&[ids[0].as_str()]), Err(LedgerError::Unknown { .. })));
-    assert!(ledger.check_context(&[ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]).is_ok());
+    let ids: Vec<String> = (0..5)
+        .map(|i| ledger.issue("tool", &format!("r{i}"), false).id)
+        .collect();
+    assert!(matches!(
+        ledger.check_context(&[ids[0].as_str()]),
+        Err(LedgerError::Unknown { .. })
+    ));
+    assert!(
+        ledger
+            .check_context(&[ids[4].as_str(), ids[3].as_str(), ids[2].as_str()])
+            .is_ok()
+    );
     // Re-recording an id never un-flags it.
     ledger.record(&ids[4], "tool", true);
     ledger.record(&ids[4], "tool", false);
@@ -134,11 +171,21 @@ fn ledger_is_shared_across_threads() {
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let l = ledger.clone();
-            std::thread::spawn(move || (0..200).map(|i| l.issue("web", &format!("{t}-{i}"), i % 50 == 0).id).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|i| l.issue("web", &format!("{t}-{i}"), i % 50 == 0).id)
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
-    let all: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let all: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(all.len(), 800);
-    let flagged = all.iter().filter(|id| ledger.status(id) == Some(true)).count();
+    let flagged = all
+        .iter()
+        .filter(|id| ledger.status(id) == Some(true))
+        .count();
     assert_eq!(flagged, 16);
 }
