@@ -125,8 +125,10 @@ fn decode_morse(s: &str) -> Option<String> {
 }
 
 fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usize, usize)> {
-    let s = raw.trim_matches(|c: char| c == '-' || c == '/' || c == '+');
-    let start = offset + raw.find(s).unwrap_or(0);
+    let edge = |c: char| c == '-' || c == '/' || c == '+';
+    let lead = raw.len() - raw.trim_start_matches(edge).len();
+    let s = raw.trim_matches(edge);
+    let start = offset + lead;
     if s.len() < crate::token::MIN_BLOB {
         return None;
     }

@@ -8,7 +8,7 @@
 use crate::token::Token;
 
 /// Hashed feature space size (log2).
-pub const BITS: u32 = 18;
+pub const BITS: u32 = 16;
 const MAGIC: &[u8; 4] = b"ICWM";
 const HEADER: usize = 24;
 
@@ -194,5 +194,42 @@ impl Model {
     pub(crate) fn probability(&self, sum: i32) -> f32 {
         let z = self.bias + self.scale * sum as f32;
         1.0 / (1.0 + (-z).exp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_file_round_trips_and_bad_files_are_refused() {
+        let w: Vec<f32> = (0..(1usize << BITS))
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+            .collect();
+        let m = Model::quantise(&w, -2.0, 0.8);
+        let bytes = m.to_bytes();
+        let back = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(back.weights, m.weights);
+        assert_eq!(back.threshold, 0.8);
+        assert!(matches!(
+            Model::from_bytes(b"nope"),
+            Err(ModelError::BadHeader)
+        ));
+        assert!(matches!(
+            Model::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(ModelError::BadLength { .. })
+        ));
+        let mut other_bits = bytes.clone();
+        other_bits[8] = 18;
+        assert!(matches!(
+            Model::from_bytes(&other_bits),
+            Err(ModelError::BadBits { found: 18, .. })
+        ));
+        let mut nan = bytes;
+        nan[20..24].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(matches!(
+            Model::from_bytes(&nan),
+            Err(ModelError::NotFinite)
+        ));
     }
 }

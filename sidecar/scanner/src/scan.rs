@@ -1,8 +1,6 @@
 //! The scanner: one tokenizer pass (learned stage + trigger detection), the rule stage on
 //! triggered segments, the raw hidden-character check, and decode-and-rescan of encoded blobs.
 
-use std::collections::HashMap;
-
 use crate::fold::is_invisible;
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
@@ -14,40 +12,47 @@ use crate::{Category, Finding};
 pub const FLAG_SCORE: f32 = 0.5;
 /// How deep decoded payloads are rescanned (payload inside payload inside text).
 const MAX_DEPTH: u32 = 3;
-const TRIGGER_BITS: u32 = 15;
 
-/// Anchor-word filter: a bitmap for the fast probe plus the exact table of anchor bits.
+/// Anchor-word table: open addressing on the word hash itself (no rehashing), sized so
+/// that most probes end at an empty slot.
 pub(crate) struct Triggers {
-    bits: Vec<u64>,
-    exact: HashMap<u64, AnchorMask>,
+    keys: Vec<u64>,
+    masks: Vec<AnchorMask>,
 }
+
+const TABLE_BITS: u32 = 12;
 
 impl Triggers {
     fn new() -> Triggers {
-        let mut bits = vec![0u64; 1 << (TRIGGER_BITS - 6)];
-        let mut exact = HashMap::new();
+        let size = 1usize << TABLE_BITS;
+        let mut keys = vec![0u64; size];
+        let mut masks = vec![0 as AnchorMask; size];
         for (w, mask) in anchor_words() {
-            let h = hash_bytes(w.as_bytes());
-            let i = (h & ((1 << TRIGGER_BITS) - 1)) as usize;
-            if let Some(slot) = bits.get_mut(i >> 6) {
-                *slot |= 1 << (i & 63);
+            let h = hash_bytes(w.as_bytes()) | 1;
+            let mut i = (h >> (64 - TABLE_BITS)) as usize;
+            loop {
+                if keys[i] == 0 || keys[i] == h {
+                    keys[i] = h;
+                    masks[i] |= mask;
+                    break;
+                }
+                i = (i + 1) & (size - 1);
             }
-            *exact.entry(h).or_insert(0) |= mask;
         }
-        Triggers { bits, exact }
+        Triggers { keys, masks }
     }
 
     #[inline]
     fn mask(&self, h: u64) -> AnchorMask {
-        let i = (h & ((1 << TRIGGER_BITS) - 1)) as usize;
-        if self
-            .bits
-            .get(i >> 6)
-            .is_some_and(|w| w & (1 << (i & 63)) != 0)
-        {
-            self.exact.get(&h).copied().unwrap_or(0)
-        } else {
-            0
+        let h = h | 1;
+        let size = self.keys.len();
+        let mut i = (h >> (64 - TABLE_BITS)) as usize;
+        loop {
+            match self.keys.get(i) {
+                Some(&k) if k == h => return self.masks.get(i).copied().unwrap_or(0),
+                Some(&0) | None => return 0,
+                Some(_) => i = (i + 1) & (size - 1),
+            }
         }
     }
 }
