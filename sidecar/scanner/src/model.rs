@@ -1,0 +1,235 @@
+//! The learned stage: a hashed word-unigram/bigram logistic model scored per segment.
+//! Weights are trained by `examples/train.rs` on the development sets and committed as
+//! `model/weights.bin` (format below); the feature extraction here is the one used in training.
+//!
+//! File format (little endian): magic `ICWM`, u32 version (1), u32 bits, f32 scale, f32 bias,
+//! f32 threshold (probability), then `2^bits` i8 weights (weight = i8 * scale).
+
+use crate::token::Token;
+
+/// Hashed feature space size (log2).
+pub const BITS: u32 = 16;
+const MAGIC: &[u8; 4] = b"ICWM";
+const HEADER: usize = 24;
+
+#[inline]
+fn index(x: u64) -> u32 {
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as u32
+}
+
+/// Per-segment feature generator shared by training and inference.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentFeatures {
+    prev: u64,
+    ntok: u32,
+    caps: u32,
+    mixed: u32,
+    leet: u32,
+    joined: u32,
+}
+
+impl SegmentFeatures {
+    /// Features contributed by one token.
+    #[inline]
+    pub(crate) fn token(&mut self, t: &Token<'_>, mut f: impl FnMut(u32)) {
+        let h = t.hash;
+        f(index(h ^ 0x01));
+        if self.ntok == 0 {
+            f(index(h ^ 0x03));
+        } else {
+            f(index(self.prev.rotate_left(23) ^ h ^ 0x02));
+        }
+        self.prev = h;
+        self.ntok += 1;
+        self.caps += u32::from(t.caps);
+        self.mixed += u32::from(t.mixed_script);
+        self.leet += u32::from(t.leet);
+        self.joined += u32::from(t.joined);
+    }
+
+    /// Segment-level features, emitted once at the end; resets the generator.
+    #[inline]
+    pub(crate) fn finish(&mut self, mut f: impl FnMut(u32)) {
+        let len_bucket = match self.ntok {
+            0..=1 => 0u64,
+            2..=3 => 1,
+            4..=7 => 2,
+            8..=15 => 3,
+            16..=31 => 4,
+            _ => 5,
+        };
+        f(index(0x10_0000 + len_bucket));
+        if self.caps >= 2 {
+            f(index(0x20_0001));
+        }
+        if self.mixed >= 1 {
+            f(index(0x20_0002));
+        }
+        if self.leet >= 2 {
+            f(index(0x20_0003));
+        }
+        if self.joined >= 1 {
+            f(index(0x20_0004));
+        }
+        *self = SegmentFeatures::default();
+    }
+
+    /// Tokens seen so far in this segment.
+    pub(crate) fn tokens(&self) -> u32 {
+        self.ntok
+    }
+    pub(crate) fn obfuscated(&self) -> u32 {
+        self.mixed + self.joined + if self.leet >= 2 { self.leet } else { 0 }
+    }
+    pub(crate) fn mixed_script(&self) -> u32 {
+        self.mixed
+    }
+}
+
+/// Error loading a weights file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model weights: bad magic/version (expected ICWM v1)")]
+    BadHeader,
+    #[error("model weights: expected {expected} bytes for {bits} bits, found {found}")]
+    BadLength {
+        bits: u32,
+        expected: usize,
+        found: usize,
+    },
+    #[error("model weights: bits {found} does not match this build's feature space ({expected})")]
+    BadBits { expected: u32, found: u32 },
+    #[error("model weights: non-finite scale/bias/threshold")]
+    NotFinite,
+}
+
+/// Loaded weights.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) weights: Vec<i8>,
+    pub(crate) scale: f32,
+    pub(crate) bias: f32,
+    /// Probability at which a segment is flagged.
+    pub threshold: f32,
+}
+
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    f32::from_le_bytes(a)
+}
+
+impl Model {
+    /// Parse a weights file.
+    pub fn from_bytes(b: &[u8]) -> Result<Model, ModelError> {
+        if b.len() < HEADER || &b[..4] != MAGIC || b[4..8] != 1u32.to_le_bytes() {
+            return Err(ModelError::BadHeader);
+        }
+        let bits = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        if bits != BITS {
+            return Err(ModelError::BadBits {
+                expected: BITS,
+                found: bits,
+            });
+        }
+        let expected = HEADER + (1usize << bits);
+        if b.len() != expected {
+            return Err(ModelError::BadLength {
+                bits,
+                expected,
+                found: b.len(),
+            });
+        }
+        let (scale, bias, threshold) = (f32_at(b, 12), f32_at(b, 16), f32_at(b, 20));
+        if !scale.is_finite() || !bias.is_finite() || !threshold.is_finite() {
+            return Err(ModelError::NotFinite);
+        }
+        let weights = b[HEADER..].iter().map(|&x| x as i8).collect();
+        Ok(Model {
+            weights,
+            scale,
+            bias,
+            threshold,
+        })
+    }
+
+    /// Serialise (used by the training example).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(HEADER + self.weights.len());
+        v.extend_from_slice(MAGIC);
+        v.extend_from_slice(&1u32.to_le_bytes());
+        v.extend_from_slice(&BITS.to_le_bytes());
+        v.extend_from_slice(&self.scale.to_le_bytes());
+        v.extend_from_slice(&self.bias.to_le_bytes());
+        v.extend_from_slice(&self.threshold.to_le_bytes());
+        v.extend(self.weights.iter().map(|&w| w as u8));
+        v
+    }
+
+    /// Quantise float weights.
+    pub fn quantise(w: &[f32], bias: f32, threshold: f32) -> Model {
+        let max = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let scale = max / 127.0;
+        let weights = w
+            .iter()
+            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        Model {
+            weights,
+            scale,
+            bias,
+            threshold,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn weight(&self, idx: u32) -> i32 {
+        i32::from(self.weights.get(idx as usize).copied().unwrap_or(0))
+    }
+
+    /// Logistic probability for an accumulated integer weight sum.
+    #[inline]
+    pub(crate) fn probability(&self, sum: i32) -> f32 {
+        let z = self.bias + self.scale * sum as f32;
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_file_round_trips_and_bad_files_are_refused() {
+        let w: Vec<f32> = (0..(1usize << BITS))
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+            .collect();
+        let m = Model::quantise(&w, -2.0, 0.8);
+        let bytes = m.to_bytes();
+        let back = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(back.weights, m.weights);
+        assert_eq!(back.threshold, 0.8);
+        assert!(matches!(
+            Model::from_bytes(b"nope"),
+            Err(ModelError::BadHeader)
+        ));
+        assert!(matches!(
+            Model::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(ModelError::BadLength { .. })
+        ));
+        let mut other_bits = bytes.clone();
+        other_bits[8] = 18;
+        assert!(matches!(
+            Model::from_bytes(&other_bits),
+            Err(ModelError::BadBits { found: 18, .. })
+        ));
+        let mut nan = bytes;
+        nan[20..24].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(matches!(
+            Model::from_bytes(&nan),
+            Err(ModelError::NotFinite)
+        ));
+    }
+}

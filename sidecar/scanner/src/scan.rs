@@ -1,0 +1,401 @@
+//! The scanner: one tokenizer pass (learned stage + trigger detection), the rule stage on
+//! triggered segments, the raw hidden-character check, and decode-and-rescan of encoded blobs.
+
+use crate::fold::is_invisible;
+use crate::invisible::scan_hidden;
+use crate::model::{Model, SegmentFeatures};
+use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
+use crate::token::{Blob, Sink, Token, hash_bytes, tokenize};
+use crate::{Category, Finding};
+
+/// Findings at or above this score make a result flagged.
+pub const FLAG_SCORE: f32 = 0.5;
+/// How deep decoded payloads are rescanned (payload inside payload inside text).
+const MAX_DEPTH: u32 = 3;
+
+/// Anchor-word table: open addressing on the word hash itself (no rehashing), sized so
+/// that most probes end at an empty slot.
+pub(crate) struct Triggers {
+    keys: Vec<u64>,
+    masks: Vec<AnchorMask>,
+}
+
+const TABLE_BITS: u32 = 12;
+
+impl Triggers {
+    fn new() -> Triggers {
+        let size = 1usize << TABLE_BITS;
+        let mut keys = vec![0u64; size];
+        let mut masks = vec![0 as AnchorMask; size];
+        for (w, mask) in anchor_words() {
+            let h = hash_bytes(w.as_bytes()) | 1;
+            let mut i = (h >> (64 - TABLE_BITS)) as usize;
+            loop {
+                if keys[i] == 0 || keys[i] == h {
+                    keys[i] = h;
+                    masks[i] |= mask;
+                    break;
+                }
+                i = (i + 1) & (size - 1);
+            }
+        }
+        Triggers { keys, masks }
+    }
+
+    #[inline]
+    fn mask(&self, h: u64) -> AnchorMask {
+        let h = h | 1;
+        let size = self.keys.len();
+        let mut i = (h >> (64 - TABLE_BITS)) as usize;
+        loop {
+            match self.keys.get(i) {
+                Some(&k) if k == h => return self.masks.get(i).copied().unwrap_or(0),
+                Some(&0) | None => return 0,
+                Some(_) => i = (i + 1) & (size - 1),
+            }
+        }
+    }
+}
+
+/// A segment as seen by the fast pass.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub start: usize,
+    pub end: usize,
+    pub sum: i32,
+    pub mask: AnchorMask,
+    pub obfuscated: u32,
+    pub mixed_script: u32,
+}
+
+struct FastSink<'a> {
+    model: &'a Model,
+    triggers: &'a Triggers,
+    feats: SegmentFeatures,
+    sum: i32,
+    start: usize,
+    mask: AnchorMask,
+    xml_bits: AnchorMask,
+    segs: Vec<Segment>,
+}
+
+impl Sink for FastSink<'_> {
+    #[inline]
+    fn token(&mut self, t: &Token<'_>) {
+        if self.feats.tokens() == 0 {
+            self.start = t.start;
+        }
+        let model = self.model;
+        let mut s = 0i32;
+        self.feats.token(t, |i| s += model.weight(i));
+        self.sum += s;
+        let mut m = self.triggers.mask(t.hash);
+        if m & self.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
+            m &= !self.xml_bits;
+        }
+        self.mask |= m;
+    }
+
+    #[inline]
+    fn segment_end(&mut self, end: usize) {
+        if self.feats.tokens() == 0 {
+            return;
+        }
+        let obfuscated = self.feats.obfuscated();
+        let mixed_script = self.feats.mixed_script();
+        let model = self.model;
+        let mut s = 0i32;
+        self.feats.finish(|i| s += model.weight(i));
+        self.segs.push(Segment {
+            start: self.start,
+            end,
+            sum: self.sum + s,
+            mask: self.mask,
+            obfuscated,
+            mixed_script,
+        });
+        self.sum = 0;
+        self.mask = 0;
+    }
+}
+
+/// Builds the normalised text of one segment with an offset map back to the original.
+struct NormSink {
+    out: String,
+    /// (normalised start, normalised end, original start, original end)
+    map: Vec<(usize, usize, usize, usize)>,
+    base: usize,
+    last_punct: (u8, u32),
+}
+
+impl NormSink {
+    fn push_item(&mut self, s: &str, start: usize, end: usize) {
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        let ns = self.out.len();
+        self.out.push_str(s);
+        self.map
+            .push((ns, self.out.len(), self.base + start, self.base + end));
+    }
+}
+
+impl Sink for NormSink {
+    fn token(&mut self, t: &Token<'_>) {
+        self.last_punct = (0, 0);
+        let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
+        self.push_item(&s, t.start, t.end);
+    }
+    fn punct(&mut self, b: u8, pos: usize) {
+        // Collapse long runs of one mark ("=====") to three.
+        if self.last_punct.0 == b {
+            self.last_punct.1 += 1;
+            if self.last_punct.1 > 3 {
+                return;
+            }
+        } else {
+            self.last_punct = (b, 1);
+        }
+        let mut tmp = [0u8; 4];
+        let s = char::from(b).encode_utf8(&mut tmp);
+        self.push_item(s, pos, pos + 1);
+    }
+    fn segment_end(&mut self, _end: usize) {}
+}
+
+/// Normalised text of `text` (for tests and the `--explain` output).
+pub fn normalise(text: &str) -> String {
+    let mut n = NormSink {
+        out: String::new(),
+        map: Vec::new(),
+        base: 0,
+        last_punct: (0, 0),
+    };
+    tokenize(text, &mut n, &mut Vec::new());
+    n.out
+}
+
+/// Compiled scanner state.
+pub(crate) struct Engine {
+    pub model: Model,
+    rules: RuleSet,
+    triggers: Triggers,
+    /// Required anchor bits of every rule.
+    required: Vec<AnchorMask>,
+    /// Anchor bits of the XML-tag rule (its words count only right after `<` or `/`).
+    xml_bits: AnchorMask,
+}
+
+fn model_score(p: f32, t: f32) -> f32 {
+    if p < t {
+        return 0.0;
+    }
+    (FLAG_SCORE + (1.0 - FLAG_SCORE) * (p - t) / (1.0 - t).max(1e-6)).clamp(FLAG_SCORE, 1.0)
+}
+
+impl Engine {
+    pub(crate) fn new(model: Model) -> Result<Engine, regex::Error> {
+        let required: Vec<AnchorMask> = (0..RULES.len()).map(required_mask).collect();
+        let xml_bits = RULES
+            .iter()
+            .position(|r| r.name == "fake_xml_authority")
+            .map(required_mask)
+            .unwrap_or(0);
+        Ok(Engine {
+            model,
+            rules: RuleSet::new()?,
+            triggers: Triggers::new(),
+            required,
+            xml_bits,
+        })
+    }
+
+    /// Whether some rule has all its anchors in `mask`.
+    #[inline]
+    pub(crate) fn any_rule(&self, mask: AnchorMask) -> bool {
+        if mask == 0 {
+            return false;
+        }
+        for &r in &self.required {
+            if mask & r == r {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The fast pass alone: segments with model sums, and blob candidates.
+    pub(crate) fn segments(&self, text: &str) -> (Vec<Segment>, Vec<Blob>) {
+        let mut sink = FastSink {
+            model: &self.model,
+            triggers: &self.triggers,
+            feats: SegmentFeatures::default(),
+            sum: 0,
+            start: 0,
+            mask: 0,
+            xml_bits: self.xml_bits,
+            segs: Vec::new(),
+        };
+        let mut blobs = Vec::new();
+        tokenize(text, &mut sink, &mut blobs);
+        (sink.segs, blobs)
+    }
+
+    /// All findings for `text` (offsets into `text`), any score.
+    pub(crate) fn findings(&self, text: &str, depth: u32) -> Vec<Finding> {
+        let mut out = Vec::new();
+        // 1. Hidden characters on the raw text; tag-character runs are decoded and rescanned.
+        for h in scan_hidden(text) {
+            out.push(Finding {
+                category: h.category,
+                span: h.start..h.end,
+                score: h.score,
+                rule: h.rule,
+            });
+            if let (Some(dec), true) = (h.decoded.as_deref(), depth < MAX_DEPTH) {
+                for inner in self.findings(dec, depth + 1) {
+                    if inner.score >= FLAG_SCORE {
+                        out.push(Finding {
+                            category: inner.category,
+                            span: h.start..h.end,
+                            score: inner.score,
+                            rule: inner.rule,
+                        });
+                    }
+                }
+            }
+        }
+        // 2. Fast pass.
+        let (mut segs, blobs) = self.segments(text);
+        // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
+        // the segments that hold one run the marker rule.
+        let chat_bits = RULES
+            .iter()
+            .position(|r| r.name == "chat_template_token")
+            .map(required_mask)
+            .unwrap_or(0);
+        let mut k = 0usize;
+        for pos in memchr::memmem::find_iter(text.as_bytes(), b"<|") {
+            while k < segs.len() && segs[k].end <= pos {
+                k += 1;
+            }
+            if let Some(s) = segs.get_mut(k) {
+                if s.start <= pos + 2 {
+                    s.mask |= chat_bits;
+                }
+            }
+        }
+        let mut matches: Vec<RuleMatch> = Vec::new();
+        for seg in &segs {
+            let p = self.model.probability(seg.sum);
+            let ms = model_score(p, self.model.threshold);
+            let mut hit = false;
+            if ms > 0.0 {
+                out.push(Finding {
+                    category: Category::EmbeddedInstruction,
+                    span: seg.start..seg.end,
+                    score: ms,
+                    rule: "learned_segment_model",
+                });
+                hit = true;
+            }
+            // 3. Rule stage on triggered segments (and on segments the model flagged, so that
+            //    the finding names its family).
+            if self.any_rule(seg.mask) || hit {
+                let Some(seg_text) = text.get(seg.start..seg.end) else {
+                    continue;
+                };
+                let mut n = NormSink {
+                    out: String::with_capacity(seg_text.len() + 8),
+                    map: Vec::new(),
+                    base: seg.start,
+                    last_punct: (0, 0),
+                };
+                tokenize(seg_text, &mut n, &mut Vec::new());
+                matches.clear();
+                self.rules.find(&n.out, seg.mask, hit, &mut matches);
+                for m in &matches {
+                    let Some(rule) = RULES.get(m.rule) else {
+                        continue;
+                    };
+                    let first = n.map.iter().find(|x| x.1 > m.start);
+                    let last = n.map.iter().rev().find(|x| x.0 < m.end);
+                    let span = match (first, last) {
+                        (Some(f), Some(l)) if f.2 <= l.3 => f.2..l.3,
+                        _ => seg.start..seg.end,
+                    };
+                    out.push(Finding {
+                        category: rule.category,
+                        span,
+                        score: rule.score,
+                        rule: rule.name,
+                    });
+                    hit = true;
+                }
+            }
+            // 4. Obfuscation: look-alike letters mixed into Latin words, or obfuscated words in
+            //    a segment that was flagged for what it says.
+            if seg.mixed_script >= 2 || (hit && seg.obfuscated >= 1) {
+                let score = if seg.mixed_script >= 3 || hit {
+                    0.75
+                } else {
+                    0.55
+                };
+                out.push(Finding {
+                    category: Category::Obfuscation,
+                    span: seg.start..seg.end,
+                    score,
+                    rule: "obfuscated_words",
+                });
+            }
+        }
+        // 5. Encoded blobs: decode and rescan.
+        if depth < MAX_DEPTH {
+            for b in &blobs {
+                let Some((dec, enc, s, e)) = crate::encoded::decode_blob(text, b) else {
+                    continue;
+                };
+                let inner: Vec<Finding> = self
+                    .findings(&dec, depth + 1)
+                    .into_iter()
+                    .filter(|f| f.score >= FLAG_SCORE)
+                    .collect();
+                if inner.is_empty() {
+                    // Natural-language text hidden in an encoding is itself suspicious in
+                    // retrieved content, but only mildly.
+                    let words = dec.split_whitespace().count();
+                    if words >= 5 {
+                        out.push(Finding {
+                            category: Category::EncodedPayload,
+                            span: s..e,
+                            score: 0.55,
+                            rule: "encoded_text",
+                        });
+                    }
+                    continue;
+                }
+                let top = inner.iter().fold(0f32, |m, f| m.max(f.score));
+                out.push(Finding {
+                    category: Category::EncodedPayload,
+                    span: s..e,
+                    score: top.max(0.9),
+                    rule: enc.rule(),
+                });
+                for f in inner {
+                    out.push(Finding {
+                        category: f.category,
+                        span: s..e,
+                        score: f.score,
+                        rule: f.rule,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Strip invisible characters (used by the wrapper-forgery check).
+pub(crate) fn strip_invisible(s: &str) -> String {
+    s.chars().filter(|c| !is_invisible(*c)).collect()
+}
