@@ -47,6 +47,8 @@ enum Command {
     Audit(ironclaw_sidecar::audit::cli::AuditCommand),
     /// Check the live config and files against the security checklist
     Doctor(doctor::DoctorArgs),
+    /// Scan content for prompt injection (exit 1 when flagged); --eval measures the scanner on JSONL sets
+    Scan(ironclaw_scanner::cli::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Skill(c) => skill_cmd::run(&home, c, &mut out),
         Command::Gateway(c) => gateway::run(&home, c, &mut out),
         Command::Doctor(a) => doctor::run(&home, &a, &mut out),
+        Command::Scan(a) => {
+            let code = ironclaw_scanner::cli::run(&a, &mut out)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Command::Audit(c) => {
             let cfg = ironclaw_sidecar::config::load(&home)?
                 .config

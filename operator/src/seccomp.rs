@@ -72,8 +72,6 @@ pub const NEVER_ALLOWED: &[&str] = &[
     "open_tree",
 ];
 
-
-
 /// Address families and socket types used by the argument rules.
 const AF_UNIX: u64 = 1;
 const AF_INET: u64 = 2;
@@ -196,7 +194,10 @@ pub fn render(profile: &LinuxSeccomp) -> Result<(String, String), ProfileError> 
 /// The default syscall names: the sandbox's reviewed allowlist
 /// (`ironclaw_sandbox::policy::syscall_allowlist`), the same data the exec wrapper enforces.
 pub fn default_syscalls() -> Vec<&'static str> {
-    ironclaw_sandbox::policy::syscall_allowlist().iter().map(|(n, _)| *n).collect()
+    ironclaw_sandbox::policy::syscall_allowlist()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 #[cfg(test)]
