@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dependencies of the egress proxy's benchmark (sidecar/proxy, docs/benchmarks/proxy.md):
+# Dependencies of the egress proxy's benchmark (sidecar/proxy, docs/benchmarks.md):
 # tinyproxy and squid, the baselines the proxy is measured against. Idempotent.
 # The proxy's tests themselves need nothing beyond cargo (real TCP on 127.0.0.0/8).
 set -euo pipefail

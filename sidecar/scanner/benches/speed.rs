@@ -8,7 +8,7 @@
 //! Each measurement is repeated; medians and ratios are printed.
 //!
 //! `cargo bench -p ironclaw-scanner --bench speed` (needs the evaluation sets: see README of
-//! docs/benchmarks/scanner.md; `IRONCLAW_EVALS_DIR` or `<repo>/../shared/evals/injection`).
+//! docs/benchmarks.md; `IRONCLAW_EVALS_DIR` or `<repo>/../shared/evals/injection`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

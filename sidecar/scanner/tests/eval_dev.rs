@@ -46,7 +46,7 @@ fn dev_sets_meet_the_targets() {
     let set = |n: &str| report.set(n).unwrap();
     // Issue targets: recall AgentDojo >= 80%, Spikee >= 60%, Spikee-encoded >= 90%, BIPIA >= 50%;
     // FPR <= 1% on the benign corpus and <= 2% on each set's benign rows. The development-set
-    // figures reached (well above the targets; see docs/benchmarks/scanner.md for held-out-style
+    // figures reached (well above the targets; see docs/benchmarks.md for held-out-style
     // cross-validation) are asserted here with a small margin.
     assert!(set("agentdojo_dev").injections.rate() >= 0.98, "{text}");
     assert!(set("bipia_train").injections.rate() >= 0.97, "{text}");
