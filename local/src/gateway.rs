@@ -2,7 +2,15 @@
 //!
 //! The gateway listens on `$IRONCLAW_HOME/run/gateway.sock` (directory 0700, socket 0600) and
 //! serves only peers running as its own user (checked with SO_PEERCRED on every connection).
-//! The protocol is one JSON request line and one JSON response line per connection.
+//! The protocol is one JSON request line and one JSON response line per connection. Ops:
+//! - `status`, `stop`
+//! - `systemPrompt`: the spec's [UNTRUSTED] instruction text for the model
+//! - `content` {source, text, skill?}: scanned (INJECTION_DETECTED: categories and spans, never the
+//!   content), wrapped as `[UNTRUSTED source=… id=NONCE] … [/UNTRUSTED id=NONCE]` with a fresh id
+//!   recorded in the gateway's ledger; refused outright in `block` mode when flagged
+//! - `call` {skill, args?, context?}: a skill call through the same path as `ironclaw skill run`,
+//!   output captured; refused when `context` holds a wrapper the gateway flagged or never issued
+//! - `configSet` {key, value, context?}: `config set` under the same provenance rule
 //!
 //! Lifecycle events: GATEWAY_START (config hash, sandbox mode, authorised skills); hand edits of
 //! the config since the last start as CONFIG_CHANGE; GATEWAY_STOP `planned: true` on
@@ -293,6 +301,16 @@ fn start_foreground(home: &Home, out: &mut dyn Write) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// What every request handler shares.
+struct Ctx {
+    engine: Arc<Engine>,
+    home: Home,
+    started_at: String,
+    scanner: ironclaw_scanner::Scanner,
+    /// The ids of every [UNTRUSTED] wrapper this gateway issued, and whether it was flagged.
+    ledger: ironclaw_scanner::ProvenanceLedger,
+}
+
 async fn serve(
     home: Home,
     engine: Arc<Engine>,
@@ -320,14 +338,21 @@ async fn serve(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
+    let ctx = Arc::new(Ctx {
+        engine,
+        home,
+        started_at,
+        scanner: ironclaw_scanner::Scanner::try_new()?,
+        ledger: ironclaw_scanner::ProvenanceLedger::new(),
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
                 let cred_ok = stream.peer_cred().map(|c| c.uid() == me).unwrap_or(false);
-                let (engine, home, started_at, stop_tx) = (engine.clone(), home.clone(), started_at.clone(), stop_tx.clone());
+                let (ctx, stop_tx) = (ctx.clone(), stop_tx.clone());
                 tokio::spawn(async move {
-                    let _ = handle(stream, cred_ok, engine, home, started_at, stop_tx).await;
+                    let _ = handle(stream, cred_ok, ctx, stop_tx).await;
                 });
             }
             Some(reason) = stop_rx.recv() => return Ok(reason),
@@ -340,43 +365,194 @@ async fn serve(
 async fn handle(
     stream: tokio::net::UnixStream,
     cred_ok: bool,
-    engine: Arc<Engine>,
-    home: Home,
-    started_at: String,
+    ctx: Arc<Ctx>,
     stop_tx: tokio::sync::mpsc::Sender<String>,
 ) -> anyhow::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, 1 << 20));
+    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, 16 << 20));
     reader.read_line(&mut line).await?;
     let resp = if !cred_ok {
         json!({"ok": false, "error": "refused: the gateway only serves its own user"})
     } else {
         match serde_json::from_str::<Value>(&line) {
             Err(e) => json!({"ok": false, "error": format!("request is not JSON: {e}")}),
-            Ok(req) => match req["op"].as_str() {
-                Some("status") => {
-                    let authorised = allowlist::load(&home).map(|l| l.skills.len()).unwrap_or(0);
-                    json!({
-                        "ok": true, "running": true, "pid": std::process::id(), "startedAt": started_at,
-                        "sandboxMode": engine.config().security.sandbox.mode.as_str(),
-                        "skillsAuthorised": authorised, "sessionId": engine.session_id,
-                        "configHash": engine.loaded.hash,
-                    })
-                }
-                Some("stop") => {
-                    let _ = stop_tx.send("ironclaw gateway stop".into()).await;
-                    json!({"ok": true})
-                }
-                Some(other) => {
-                    json!({"ok": false, "error": format!("unknown op {other:?} (allowed: status, stop)")})
-                }
-                None => json!({"ok": false, "error": "missing \"op\" (allowed: status, stop)"}),
-            },
+            Ok(req) if req["op"] == "stop" => {
+                let _ = stop_tx.send("ironclaw gateway stop".into()).await;
+                json!({"ok": true})
+            }
+            // Everything else may write audit events (fsync) or run a skill: off the reactor.
+            Ok(req) => tokio::task::spawn_blocking(move || dispatch(&ctx, &req))
+                .await
+                .unwrap_or_else(|e| json!({"ok": false, "error": format!("internal error: {e}")})),
         }
     };
     let mut bytes = serde_json::to_vec(&resp)?;
     bytes.push(b'\n');
     w.write_all(&bytes).await?;
     Ok(())
+}
+
+const OPS: &str = "status, stop, systemPrompt, content, call, configSet";
+
+fn field<'a>(req: &'a Value, name: &str, what: &str) -> Result<&'a str, Value> {
+    req[name]
+        .as_str()
+        .ok_or_else(|| json!({"ok": false, "error": format!("\"{name}\" is required: {what}")}))
+}
+
+fn dispatch(ctx: &Ctx, req: &Value) -> Value {
+    let r = match req["op"].as_str() {
+        Some("status") => Ok(status(ctx)),
+        Some("systemPrompt") => {
+            Ok(json!({"ok": true, "systemPrompt": ironclaw_scanner::SYSTEM_PROMPT}))
+        }
+        Some("content") => content(ctx, req),
+        Some("call") => call(ctx, req),
+        Some("configSet") => config_set(ctx, req),
+        Some(other) => {
+            Err(json!({"ok": false, "error": format!("unknown op {other:?} (allowed: {OPS})")}))
+        }
+        None => Err(json!({"ok": false, "error": format!("missing \"op\" (allowed: {OPS})")})),
+    };
+    r.unwrap_or_else(|e| e)
+}
+
+fn internal(e: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "error": e.to_string()})
+}
+
+fn status(ctx: &Ctx) -> Value {
+    let authorised = allowlist::load(&ctx.home)
+        .map(|l| l.skills.len())
+        .unwrap_or(0);
+    json!({
+        "ok": true, "running": true, "pid": std::process::id(), "startedAt": ctx.started_at,
+        "sandboxMode": ctx.engine.config().security.sandbox.mode.as_str(),
+        "skillsAuthorised": authorised, "sessionId": ctx.engine.session_id,
+        "configHash": ctx.engine.loaded.hash,
+    })
+}
+
+fn injection_mode(ctx: &Ctx) -> ironclaw_scanner::Mode {
+    match ctx.engine.config().security.injection_defense.mode {
+        ironclaw_sidecar::config::InjectionMode::Flag => ironclaw_scanner::Mode::Flag,
+        ironclaw_sidecar::config::InjectionMode::Block => ironclaw_scanner::Mode::Block,
+        ironclaw_sidecar::config::InjectionMode::Off => ironclaw_scanner::Mode::Off,
+    }
+}
+
+/// Retrieved content in: scanned, INJECTION_DETECTED logged (never the content), wrapped as
+/// [UNTRUSTED …] with a fresh id recorded in the ledger; in block mode flagged content is refused.
+fn content(ctx: &Ctx, req: &Value) -> Result<Value, Value> {
+    let source = field(
+        req,
+        "source",
+        "where the content came from, e.g. email, web",
+    )?;
+    let text = field(req, "text", "the retrieved content")?;
+    let skill = req["skill"].as_str();
+    let result = ctx.scanner.scan(text, injection_mode(ctx));
+    let spans: Vec<[usize; 2]> = result
+        .spans()
+        .into_iter()
+        .map(|r| [r.start, r.end])
+        .collect();
+    if result.detected() {
+        let mut ev = ctx
+            .engine
+            .event(EventType::InjectionDetected)
+            .field("source", source)
+            .field("categories", json!(result.categories))
+            .field("spans", json!(spans))
+            .field("decision", json!(result.decision))
+            .field("score", f64::from(result.score))
+            .field("length", text.len());
+        if let Some(s) = skill {
+            ev = ev.skill(s);
+        }
+        ctx.engine.emit(ev).map_err(internal)?;
+    }
+    if result.decision == ironclaw_scanner::Decision::Block {
+        return Ok(
+            json!({"ok": true, "decision": "block", "categories": result.categories,
+            "message": "content refused: the injection scanner flagged it and security.injectionDefense.mode is block"}),
+        );
+    }
+    let tagged = ctx.ledger.issue(source, text, result.detected());
+    Ok(
+        json!({"ok": true, "decision": result.decision, "categories": result.categories, "spans": spans,
+        "id": tagged.id, "text": tagged.text}),
+    )
+}
+
+/// Refuses a call or config change whose context holds flagged or never-issued untrusted content.
+fn check_provenance(
+    ctx: &Ctx,
+    req: &Value,
+    action: &str,
+    skill: Option<&str>,
+) -> Result<(), Value> {
+    let context = req["context"].as_str().unwrap_or_default();
+    match ctx.ledger.check_context_text(context) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut ev = ctx
+                .engine
+                .event(EventType::InjectionDetected)
+                .field("source", "agent-context")
+                .field("categories", json!(["provenance"]))
+                .field("spans", json!([]))
+                .field("decision", "block")
+                .field("score", 1.0)
+                .field("refused", action)
+                .field("reason", e.to_string());
+            if let Some(s) = skill {
+                ev = ev.skill(s);
+            }
+            ctx.engine.emit(ev).map_err(internal)?;
+            Err(json!({"ok": false, "error": format!("{action} refused: {e}")}))
+        }
+    }
+}
+
+fn call(ctx: &Ctx, req: &Value) -> Result<Value, Value> {
+    let skill = field(req, "skill", "the skill to call")?;
+    let args: Vec<std::ffi::OsString> = match &req["args"] {
+        Value::Null => Vec::new(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map(std::ffi::OsString::from))
+            .collect::<Option<_>>()
+            .ok_or_else(|| json!({"ok": false, "error": "\"args\" must be an array of strings"}))?,
+        _ => return Err(json!({"ok": false, "error": "\"args\" must be an array of strings"})),
+    };
+    check_provenance(ctx, req, "skill call", Some(skill))?;
+    match crate::run::execute(&ctx.engine, skill, &args, &[], true)
+        .map_err(|e| internal(format!("{e:#}")))?
+    {
+        crate::run::Outcome::Refused(r) => Err(json!({"ok": false, "error": r.to_string()})),
+        crate::run::Outcome::Exited { code, output } => {
+            let (stdout, stderr) = output
+                .map(|o| {
+                    (
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                        String::from_utf8_lossy(&o.stderr).into_owned(),
+                    )
+                })
+                .unwrap_or_default();
+            Ok(json!({"ok": true, "exitCode": code, "stdout": stdout, "stderr": stderr}))
+        }
+    }
+}
+
+fn config_set(ctx: &Ctx, req: &Value) -> Result<Value, Value> {
+    let key = field(req, "key", "the config key")?;
+    let value = field(req, "value", "the new value")?;
+    check_provenance(ctx, req, "config change", None)?;
+    let mut engine = Engine::open(ctx.home.clone(), "gateway").map_err(internal)?;
+    match engine.set_config(key, value).map_err(internal)? {
+        Some((before, after)) => Ok(json!({"ok": true, "before": before, "after": after})),
+        None => Ok(json!({"ok": true, "unchanged": true})),
+    }
 }

@@ -111,6 +111,18 @@ fn granted_env(home: &Home, grants: &Grants) -> anyhow::Result<Vec<(String, Stri
     Ok(out.into_iter().collect())
 }
 
+/// How a call ended.
+pub enum Outcome {
+    /// Refused before anything ran (already logged).
+    Refused(engine::Refusal),
+    /// The skill ran; `output` holds stdout/stderr when they were captured.
+    Exited {
+        code: i32,
+        output: Option<std::process::Output>,
+    },
+}
+
+/// `ironclaw skill run`: stdio passes through, the skill's status becomes ours.
 pub fn run(
     home: &Home,
     skill_name: &str,
@@ -119,12 +131,27 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     ironclaw_sandbox::harden_supervisor()?;
     let engine = Arc::new(Engine::open(home.clone(), "cli")?);
+    match execute(&engine, skill_name, args, resolve, false)? {
+        Outcome::Refused(refusal) => {
+            eprintln!("error: {refusal}");
+            Ok(ExitCode::FAILURE)
+        }
+        Outcome::Exited { code, .. } => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+    }
+}
+
+/// One skill call through the engine, the sandbox and the egress proxy (CLI and gateway alike).
+pub fn execute(
+    engine: &Arc<Engine>,
+    skill_name: &str,
+    args: &[OsString],
+    resolve: &[StaticResolver],
+    capture: bool,
+) -> anyhow::Result<Outcome> {
+    let home = &engine.home;
     let auth = match engine.authorise(skill_name)? {
         Ok(a) => a,
-        Err(refusal) => {
-            eprintln!("error: {refusal}");
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
     let mode = sandbox_mode(engine.config().security.sandbox.mode);
     if mode == Mode::Strict {
@@ -199,6 +226,11 @@ pub fn run(
         .enable_all()
         .build()?;
     let mut opts = SpawnOptions::default();
+    if capture {
+        opts.stdin = Some(std::process::Stdio::null());
+        opts.stdout = Some(std::process::Stdio::piped());
+        opts.stderr = Some(std::process::Stdio::piped());
+    }
     if mode != Mode::Strict {
         let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding the egress proxy")?;
         if let std::net::SocketAddr::V4(a) = l.local_addr()? {
@@ -214,14 +246,19 @@ pub fn run(
             serve(&rt, proxy.clone(), l, Some(grant))?;
         }
     }
-    let status = child.wait()?;
+    let (status, output) = if capture {
+        let o = child.wait_with_output()?;
+        (o.status, Some(o))
+    } else {
+        (child.wait()?, None)
+    };
     rt.shutdown_background();
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(Outcome::Exited { code, output })
 }
 
 fn serve(
