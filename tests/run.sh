@@ -10,6 +10,8 @@ for dep in tests/deps/*.sh; do
 done
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ironclaw-cargo-test.log
 status=${PIPESTATUS[0]}

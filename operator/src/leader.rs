@@ -170,19 +170,18 @@ impl Leadership {
 
     /// Gives the lease up (on graceful shutdown) so another replica can take over at once.
     pub async fn release(&self) {
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await {
-            if let Some(spec) = lease.spec.as_mut() {
-                if spec.holder_identity.as_deref() == Some(self.cfg.identity.as_str()) {
-                    spec.holder_identity = None;
-                    spec.renew_time = None;
-                    if let Err(e) = self
-                        .api
-                        .replace(&self.cfg.name, &PostParams::default(), &lease)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "releasing the lease failed");
-                    }
-                }
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await
+            && let Some(spec) = lease.spec.as_mut()
+            && spec.holder_identity.as_deref() == Some(self.cfg.identity.as_str())
+        {
+            spec.holder_identity = None;
+            spec.renew_time = None;
+            if let Err(e) = self
+                .api
+                .replace(&self.cfg.name, &PostParams::default(), &lease)
+                .await
+            {
+                tracing::warn!(error = %e, "releasing the lease failed");
             }
         }
     }

@@ -74,12 +74,11 @@ impl AllowlistCache {
             .into_iter()
             .map(|m| (m.metadata.name, m.metadata.resource_version))
             .collect());
-        if let Ok(map) = self.inner.lock() {
-            if let Some((k, v)) = map.get(ns) {
-                if *k == current {
-                    return Ok(v.clone());
-                }
-            }
+        if let Ok(map) = self.inner.lock()
+            && let Some((k, v)) = map.get(ns)
+            && *k == current
+        {
+            return Ok(v.clone());
         }
         let items = api.list(&ListParams::default()).await?.items;
         let k = key(items

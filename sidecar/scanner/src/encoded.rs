@@ -170,13 +170,12 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
             }
             // `key=value` and `a/b` forms: try the part after the last `=`/`/` inside the
             // run, then the longest run of hex digits.
-            if let Some(p) = raw.trim_end_matches('=').rfind(['=', '/']) {
-                if let Some(d) = raw
+            if let Some(p) = raw.trim_end_matches('=').rfind(['=', '/'])
+                && let Some(d) = raw
                     .get(p + 1..)
                     .and_then(|t| decode_b64_or_hex(t, blob.start + p + 1))
-                {
-                    return Some(d);
-                }
+            {
+                return Some(d);
             }
             let mut best = (0usize, 0usize);
             let mut run = 0usize;

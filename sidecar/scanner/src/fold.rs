@@ -105,13 +105,11 @@ pub(crate) fn fold_char(c: char) -> Folded {
                 confusable: false,
             };
         }
-        if only_marks {
-            if let Some(b) = confusable(f.to_lowercase().next().unwrap_or(f)) {
-                return Folded::Ascii {
-                    byte: b,
-                    confusable: true,
-                };
-            }
+        if only_marks && let Some(b) = confusable(f.to_lowercase().next().unwrap_or(f)) {
+            return Folded::Ascii {
+                byte: b,
+                confusable: true,
+            };
         }
     }
     Folded::Letter(lower)

@@ -168,25 +168,25 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
     if let Some((s, e)) = zw_run.take() {
         zw_inside_words += usize::from(inside_word(bytes, s, e));
     }
-    if zw_inside_words >= 1 || zw_total >= 3 {
-        if let Some((s, e)) = zw_first {
-            out.push(Hidden {
-                category: Category::InvisibleCharacters,
-                rule: if zw_inside_words >= 1 {
-                    "zero_width_inside_word"
-                } else {
-                    "zero_width_characters"
-                },
-                start: s,
-                end: e,
-                score: if zw_inside_words >= 2 || zw_total >= 5 {
-                    0.8
-                } else {
-                    0.6
-                },
-                decoded: None,
-            });
-        }
+    if (zw_inside_words >= 1 || zw_total >= 3)
+        && let Some((s, e)) = zw_first
+    {
+        out.push(Hidden {
+            category: Category::InvisibleCharacters,
+            rule: if zw_inside_words >= 1 {
+                "zero_width_inside_word"
+            } else {
+                "zero_width_characters"
+            },
+            start: s,
+            end: e,
+            score: if zw_inside_words >= 2 || zw_total >= 5 {
+                0.8
+            } else {
+                0.6
+            },
+            decoded: None,
+        });
     }
     out
 }

@@ -279,10 +279,10 @@ impl Engine {
             while k < segs.len() && segs[k].end <= pos {
                 k += 1;
             }
-            if let Some(s) = segs.get_mut(k) {
-                if s.start <= pos + 2 {
-                    s.mask |= chat_bits;
-                }
+            if let Some(s) = segs.get_mut(k)
+                && s.start <= pos + 2
+            {
+                s.mask |= chat_bits;
             }
         }
         let mut matches: Vec<RuleMatch> = Vec::new();

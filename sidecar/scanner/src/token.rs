@@ -86,15 +86,16 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
 pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     const CASE: u64 = 0x2020_2020_2020_2020;
-    if len > 0 && len <= 8 {
-        if let Some(w) = bytes.get(start..start + 8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            let keep = u64::MAX >> (8 * (8 - len));
-            let v = (u64::from_le_bytes(a) & keep) | (CASE & keep);
-            let h = ((len as u64).rotate_left(5) ^ v).wrapping_mul(K);
-            return h ^ (h >> 29);
-        }
+    if len > 0
+        && len <= 8
+        && let Some(w) = bytes.get(start..start + 8)
+    {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let keep = u64::MAX >> (8 * (8 - len));
+        let v = (u64::from_le_bytes(a) & keep) | (CASE & keep);
+        let h = ((len as u64).rotate_left(5) ^ v).wrapping_mul(K);
+        return h ^ (h >> 29);
     }
     hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
 }
