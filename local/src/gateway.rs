@@ -434,8 +434,21 @@ fn status(ctx: &Ctx) -> Value {
     })
 }
 
-fn injection_mode(ctx: &Ctx) -> ironclaw_scanner::Mode {
-    match ctx.engine.config().security.injection_defense.mode {
+/// The gateway's engine with the config as it is on disk now, so a `config set` made while the
+/// gateway runs takes effect on its next request (the audit log and session are shared).
+fn current_engine(ctx: &Ctx) -> Result<Arc<Engine>, Value> {
+    let loaded = ironclaw_sidecar::config::load(&ctx.home).map_err(internal)?;
+    Ok(Arc::new(Engine {
+        home: ctx.home.clone(),
+        loaded,
+        audit: ctx.engine.audit.clone(),
+        session_id: ctx.engine.session_id.clone(),
+        via: "gateway",
+    }))
+}
+
+fn injection_mode(engine: &Engine) -> ironclaw_scanner::Mode {
+    match engine.config().security.injection_defense.mode {
         ironclaw_sidecar::config::InjectionMode::Flag => ironclaw_scanner::Mode::Flag,
         ironclaw_sidecar::config::InjectionMode::Block => ironclaw_scanner::Mode::Block,
         ironclaw_sidecar::config::InjectionMode::Off => ironclaw_scanner::Mode::Off,
@@ -452,7 +465,8 @@ fn content(ctx: &Ctx, req: &Value) -> Result<Value, Value> {
     )?;
     let text = field(req, "text", "the retrieved content")?;
     let skill = req["skill"].as_str();
-    let result = ctx.scanner.scan(text, injection_mode(ctx));
+    let engine = current_engine(ctx)?;
+    let result = ctx.scanner.scan(text, injection_mode(&engine));
     let spans: Vec<[usize; 2]> = result
         .spans()
         .into_iter()
@@ -528,7 +542,7 @@ fn call(ctx: &Ctx, req: &Value) -> Result<Value, Value> {
         _ => return Err(json!({"ok": false, "error": "\"args\" must be an array of strings"})),
     };
     check_provenance(ctx, req, "skill call", Some(skill))?;
-    match crate::run::execute(&ctx.engine, skill, &args, &[], true)
+    match crate::run::execute(&current_engine(ctx)?, skill, &args, &[], true)
         .map_err(|e| internal(format!("{e:#}")))?
     {
         crate::run::Outcome::Refused(r) => Err(json!({"ok": false, "error": r.to_string()})),

@@ -103,6 +103,14 @@ fn content_is_tagged_and_flagged_context_cannot_call_skills_or_change_config() {
     );
     assert_eq!(cfg["ok"], true, "{cfg}");
 
+    // The config change above takes effect at once: flagged content is now refused outright.
+    let blocked = ask(
+        &h,
+        json!({"op": "content", "skill": "mail", "source": "web", "text": evil_text}),
+    );
+    assert_eq!(blocked["decision"], "block", "{blocked}");
+    assert!(blocked.get("text").is_none() || blocked["text"].is_null());
+
     let bad = ask(&h, json!({"op": "content", "source": "email"}));
     assert!(
         bad["error"]
@@ -123,7 +131,12 @@ fn content_is_tagged_and_flagged_context_cannot_call_skills_or_change_config() {
 
     // INJECTION_DETECTED: categories and spans, never the content.
     let inj = h.events_of("INJECTION_DETECTED");
-    assert!(inj.len() >= 3, "{inj:?}");
+    assert!(inj.len() >= 4, "{inj:?}");
+    assert!(
+        inj.iter()
+            .any(|e| e["decision"] == "block" && e["source"] == "web"),
+        "{inj:?}"
+    );
     assert_eq!(inj[0]["source"], "email");
     assert_eq!(inj[0]["skill"], "mail");
     assert!(
