@@ -141,10 +141,9 @@ impl PodPolicy {
             && parent
                 .and_then(Path::file_name)
                 .is_some_and(|n| n == "skills")
+            && let Some(root) = parent.and_then(Path::parent)
         {
-            if let Some(root) = parent.and_then(Path::parent) {
-                return root.to_owned();
-            }
+            return root.to_owned();
         }
         ws.clone()
     }
