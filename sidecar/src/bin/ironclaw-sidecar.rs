@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ironclaw_sidecar::pod::{PodPolicy, exec, install};
+use ironclaw_sidecar::pod::{PodPolicy, agent, exec, install};
 
 #[derive(Parser)]
 #[command(name = "ironclaw-sidecar", about = "IronClaw in-pod sidecar")]
@@ -27,6 +27,15 @@ enum Cmd {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,
     },
+    /// Run the egress proxy and the admin server (`/metrics`, `/ready`, `/live`).
+    Agent {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        proxy_listen: std::net::SocketAddr,
+        #[arg(long)]
+        admin_listen: std::net::SocketAddr,
+    },
     /// Copy this executable into DIR as `ironclaw-sidecar`, mode 0555.
     InstallWrapper { dir: PathBuf },
 }
@@ -45,6 +54,13 @@ fn main() -> ExitCode {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }),
+        Cmd::Agent {
+            policy,
+            proxy_listen,
+            admin_listen,
+        } => PodPolicy::load(&policy)
+            .map_err(|e| e.to_string())
+            .and_then(|p| run_agent(&p, proxy_listen, admin_listen)),
         Cmd::InstallWrapper { dir } => std::env::current_exe()
             .map_err(|e| format!("install-wrapper: locating own executable: {e}"))
             .and_then(|me| install::install_wrapper(&me, &dir).map_err(|e| e.to_string()))
@@ -57,4 +73,32 @@ fn main() -> ExitCode {
             ExitCode::from(126)
         }
     }
+}
+
+fn run_agent(
+    policy: &PodPolicy,
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("agent: starting the runtime: {e}"))?;
+    rt.block_on(async {
+        let bound = agent::bind(proxy, admin).await.map_err(|e| e.to_string())?;
+        let (p, a) = (
+            bound.proxy.local_addr().map_err(|e| e.to_string())?,
+            bound.admin.local_addr().map_err(|e| e.to_string())?,
+        );
+        eprintln!(
+            "ironclaw-sidecar agent: skill={} proxy={p} admin={a}",
+            policy.skill
+        );
+        let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| policy.skill.clone());
+        let session = format!("{}/{pod}", policy.namespace);
+        agent::serve(policy, session, bound)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
