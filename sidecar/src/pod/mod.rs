@@ -5,5 +5,6 @@ pub mod agent;
 pub mod exec;
 pub mod install;
 pub mod policy;
+pub mod profiles;
 
 pub use policy::{PodPolicy, PolicyError};
