@@ -36,6 +36,21 @@ enum Cmd {
         #[arg(long)]
         admin_listen: std::net::SocketAddr,
     },
+    /// Write the operator's seccomp-profile ConfigMaps into the node's seccomp root.
+    InstallProfiles {
+        /// Label selector of the profile ConfigMaps.
+        #[arg(long)]
+        selector: String,
+        /// The kubelet's seccomp root (as mounted).
+        #[arg(long)]
+        root: PathBuf,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// One pass, then exit (non-zero if any ConfigMap was refused).
+        #[arg(long)]
+        once: bool,
+    },
     /// Copy this executable into DIR as `ironclaw-sidecar`, mode 0555.
     InstallWrapper { dir: PathBuf },
 }
@@ -61,6 +76,12 @@ fn main() -> ExitCode {
         } => PodPolicy::load(&policy)
             .map_err(|e| e.to_string())
             .and_then(|p| run_agent(&p, proxy_listen, admin_listen)),
+        Cmd::InstallProfiles {
+            selector,
+            root,
+            interval,
+            once,
+        } => run_install_profiles(&selector, &root, interval, once),
         Cmd::InstallWrapper { dir } => std::env::current_exe()
             .map_err(|e| format!("install-wrapper: locating own executable: {e}"))
             .and_then(|me| install::install_wrapper(&me, &dir).map_err(|e| e.to_string()))
@@ -100,5 +121,58 @@ fn run_agent(
         agent::serve(policy, session, bound)
             .await
             .map_err(|e| e.to_string())
+    })
+}
+
+fn run_install_profiles(
+    selector: &str,
+    root: &std::path::Path,
+    interval: u64,
+    once: bool,
+) -> Result<(), String> {
+    use ironclaw_sidecar::pod::profiles::sync_from_cluster;
+    if !root.is_dir() {
+        return Err(format!(
+            "install-profiles: --root {}: not a directory",
+            root.display()
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("install-profiles: starting the runtime: {e}"))?;
+    rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("install-profiles: Kubernetes client: {e}"))?;
+        loop {
+            match sync_from_cluster(client.clone(), selector, root).await {
+                Ok((report, errors)) => {
+                    for k in &report.written {
+                        eprintln!("install-profiles: wrote {}", root.join(k).display());
+                    }
+                    for e in &errors {
+                        eprintln!("install-profiles: refused: {e}");
+                    }
+                    if once {
+                        return if errors.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "install-profiles: {} ConfigMap(s) refused",
+                                errors.len()
+                            ))
+                        };
+                    }
+                }
+                Err(e) if once => {
+                    return Err(format!(
+                        "install-profiles: listing ConfigMaps ({selector}): {e}"
+                    ));
+                }
+                Err(e) => eprintln!("install-profiles: listing ConfigMaps ({selector}): {e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        }
     })
 }

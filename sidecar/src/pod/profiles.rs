@@ -101,3 +101,55 @@ pub fn sync(root: &Path, entries: &[(String, String, String)]) -> Result<SyncRep
     }
     Ok(report)
 }
+
+/// The `key -> content` entries of every ConfigMap matching `selector`, in all namespaces,
+/// each tagged with `namespace/name`.
+pub async fn list_from_cluster(
+    client: kube::Client,
+    selector: &str,
+) -> Result<Vec<(String, Vec<(String, String, String)>)>, kube::Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::all(client);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|cm| {
+            let src = format!(
+                "{}/{}",
+                cm.metadata.namespace.unwrap_or_default(),
+                cm.metadata.name.unwrap_or_default()
+            );
+            let entries = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (src.clone(), k, v))
+                .collect();
+            (src, entries)
+        })
+        .collect())
+}
+
+/// One pass: lists the profile ConfigMaps and syncs each into `root`. A ConfigMap with a bad
+/// entry is refused whole (reported in the returned errors); the others are still written.
+pub async fn sync_from_cluster(
+    client: kube::Client,
+    selector: &str,
+    root: &Path,
+) -> Result<(SyncReport, Vec<ProfileError>), kube::Error> {
+    let mut total = SyncReport::default();
+    let mut errors = Vec::new();
+    for (_, entries) in list_from_cluster(client, selector).await? {
+        match sync(root, &entries) {
+            Ok(r) => {
+                total.written.extend(r.written);
+                total.unchanged.extend(r.unchanged);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((total, errors))
+}
