@@ -33,6 +33,11 @@ tryit("read_secret", lambda: open(secret).read())
 tryit("connect_other", lambda: socket.create_connection(("127.0.0.1", other), timeout=3).close())
 tryit("connect_proxy", lambda: socket.create_connection(("127.0.0.1", proxy), timeout=3).close())
 tryit("write_ws", lambda: open(os.path.join(os.environ["HOME"], "f"), "w").write("x"))
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {"x86_64": 101, "aarch64": 117}[platform.machine()]
+rc = libc.syscall(nr, 0, 0, 0, 0)  # ptrace(PTRACE_TRACEME): fine for any process unsandboxed
+print("ptrace", "OK" if rc == 0 else errno.errorcode.get(ctypes.get_errno()))
 print("HOME", os.environ.get("HOME"))
 print("SKILL_OK", os.environ.get("SKILL_OK"))
 print("SKILL_NO", os.environ.get("SKILL_NO"))
@@ -66,6 +71,7 @@ fn exec_sandboxes_the_command_in_place() {
     let base_out = String::from_utf8_lossy(&base.stdout);
     assert!(base_out.contains("read_secret OK"), "{base_out}");
     assert!(base_out.contains("connect_other OK"), "{base_out}");
+    assert!(base_out.contains("ptrace OK"), "{base_out}");
 
     let out = Command::new(BIN)
         .args(["exec", "--policy"])
@@ -87,6 +93,7 @@ fn exec_sandboxes_the_command_in_place() {
         "{stdout}"
     );
     assert!(stdout.contains("connect_proxy OK"), "{stdout}");
+    assert!(stdout.contains("ptrace EPERM"), "seccomp denial: {stdout}");
     assert!(stdout.contains("write_ws OK"), "{stdout}");
     assert!(
         stdout.contains(&format!("HOME {}", ws.display())),
