@@ -148,3 +148,34 @@ impl PodPolicy {
         ws.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(ws: &str) -> String {
+        format!(
+            r#"{{"skill":"mail","namespace":"a","sandboxMode":"strict","grants":{{}},
+                "proxy":"127.0.0.1:15001","admin":"0.0.0.0:9090","workspace":"{ws}",
+                "seccompProfile":"p.json"}}"#
+        )
+    }
+
+    #[test]
+    fn workspace_root_follows_the_operator_layout_only() {
+        let p = PodPolicy::parse(Path::new("p"), &doc("/workspace/skills/mail")).unwrap();
+        assert_eq!(p.workspace_root(), Path::new("/workspace"));
+        assert_eq!(p.proxy.port(), 15001);
+        let p = PodPolicy::parse(Path::new("p"), &doc("/data/other")).unwrap();
+        assert_eq!(p.workspace_root(), Path::new("/data/other"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let text = doc("/w").replace("\"admin\"", "\"admn\"");
+        let e = PodPolicy::parse(Path::new("policy.json"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admn") && e.contains("policy.json"), "{e}");
+    }
+}
