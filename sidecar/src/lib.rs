@@ -18,5 +18,6 @@ pub mod engine;
 pub mod envfile;
 pub mod fsutil;
 pub mod home;
+pub mod pod;
 pub mod skill;
 pub mod suspend;

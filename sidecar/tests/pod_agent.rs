@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `ironclaw-sidecar agent`: real TCP on 127.0.0.1 through the real binary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ironclaw-sidecar");
+
+struct Agent {
+    child: Child,
+    proxy: String,
+    admin: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(policy: &std::path::Path) -> Agent {
+    let mut child = Command::new(BIN)
+        .args(["agent", "--policy"])
+        .arg(policy)
+        .args([
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("HOSTNAME", "probe-pod-1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+            .to_owned()
+    };
+    let (proxy, admin) = (field("proxy="), field("admin="));
+    Agent {
+        child,
+        proxy,
+        admin,
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn connect_via(proxy: &str, target: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+#[test]
+fn agent_proxies_granted_blocks_others_with_audit_line_and_serves_admin() {
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let oport = origin.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in origin.incoming().flatten() {
+            let mut buf = [0u8; 5];
+            if c.read_exact(&mut buf).is_ok() {
+                let _ = c.write_all(b"pong!");
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policy.json");
+    std::fs::write(
+        &pol,
+        serde_json::json!({
+            "skill": "probe", "namespace": "team-a", "sandboxMode": "strict",
+            "grants": {"network": [format!("127.0.0.1:{oport}")]},
+            "proxy": "127.0.0.1:15001", "admin": "0.0.0.0:9090",
+            "workspace": "/workspace/skills/probe", "seccompProfile": "ironclaw/probe.json",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut agent = start(&pol);
+
+    // Granted: tunnel works end to end.
+    let (mut s, head) = connect_via(&agent.proxy, &format!("127.0.0.1:{oport}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(b"ping!").unwrap();
+    let mut got = [0u8; 5];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"pong!");
+
+    // Not granted: refused, and a NETWORK_BLOCK line on stdout.
+    let other = oport.wrapping_add(1).max(1);
+    let (_s, head) = connect_via(&agent.proxy, &format!("127.0.0.1:{other}"));
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let mut line = String::new();
+    BufReader::new(agent.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["event"], "NETWORK_BLOCK", "{line}");
+    assert_eq!(v["skill"], "probe");
+    assert_eq!(v["sessionId"], "team-a/probe-pod-1");
+    assert_eq!(v["resource"], format!("127.0.0.1:{other}"));
+    assert_eq!(v["blocked"], true);
+    assert_eq!(v["eventId"].as_str().unwrap().len(), 32);
+    assert!(v["ts"].as_str().unwrap().ends_with('Z'), "{line}");
+    let keys: Vec<_> = v.as_object().unwrap().keys().take(5).cloned().collect();
+    assert_eq!(keys, ["ts", "event", "eventId", "sessionId", "skill"]);
+
+    // Admin server.
+    let m = http_get(&agent.admin, "/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("ironclaw_proxy_"), "{m}");
+    assert!(m.contains("# EOF"), "{m}");
+    assert!(http_get(&agent.admin, "/ready").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&agent.admin, "/live").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&agent.admin, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn agent_refuses_a_non_loopback_proxy_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policy.json");
+    std::fs::write(
+        &pol,
+        r#"{"skill":"probe","namespace":"a","sandboxMode":"strict","grants":{},
+            "proxy":"127.0.0.1:15001","admin":"0.0.0.0:9090",
+            "workspace":"/w","seccompProfile":"p.json"}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["agent", "--policy"])
+        .arg(&pol)
+        .args([
+            "--proxy-listen",
+            "0.0.0.0:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("--proxy-listen") && e.contains("loopback"),
+        "{e}"
+    );
+}
