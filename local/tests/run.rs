@@ -214,7 +214,17 @@ t('direct-connect', lambda: socket.create_connection(('93.184.216.34', 80), time
         stderr(&o)
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("shared-read"));
-    assert_eq!(h.events_of("SKILL_SUSPENDED").len(), 2);
+    let s = h.events_of("SKILL_SUSPENDED");
+    assert_eq!(s.len(), 2);
+    // The refusal names the suspension it hit: same end, same count.
+    assert_eq!(
+        (&s[1]["until"], &s[1]["violations"]),
+        (&s[0]["until"], &s[0]["violations"])
+    );
+    assert!(
+        s[1]["until"].as_str().unwrap().len() == "2026-04-06T11:23:01.447Z".len(),
+        "{s:?}"
+    );
     let list: serde_json::Value =
         serde_json::from_str(&h.ok(&["skill", "list", "--json"])).unwrap();
     assert_eq!(list[0]["suspended"], true);
@@ -242,7 +252,7 @@ for port in ({granted}, {other}):
 # Raw TCP to the granted address reaches the origin through its forward listener.
 s = socket.create_connection(('127.0.0.1', {granted}), timeout=5)
 s.sendall(b'GET / HTTP/1.0\r\n\r\n')
-print('raw', s.recv(4096).decode().split('\r\n\r\n')[-1])
+print('raw', b''.join(iter(lambda: s.recv(4096), b'')).decode().split('\r\n\r\n')[-1])
 "#
     );
     let src = make_skill(

@@ -105,7 +105,7 @@ impl Engine {
     pub fn authorise(&self, skill_name: &str) -> Result<Result<Authorised, Refusal>, EngineError> {
         let now = suspend::now_ms();
         let list = allowlist::load(&self.home)?;
-        let suspended = suspend::suspended_until(&self.home, skill_name, now)?;
+        let suspended = suspend::suspension(&self.home, skill_name, now)?;
         let grants = list.skills.get(skill_name);
         let authorised = grants.is_some() && suspended.is_none();
         self.emit(
@@ -114,14 +114,14 @@ impl Engine {
                 .field("authorised", authorised)
                 .field("via", self.via),
         )?;
-        if let Some(until) = suspended {
-            let until = suspend::format_ms(until);
+        if let Some(susp) = suspended {
+            let until = suspend::format_ms(susp.until_ms);
             self.emit(
                 self.event(EventType::SkillSuspended)
                     .skill(skill_name)
                     .field("reason", "call refused: skill is suspended")
                     .field("until", until.clone())
-                    .field("violations", 0),
+                    .field("violations", susp.violations),
             )?;
             return Ok(Err(Refusal::Suspended {
                 skill: skill_name.to_owned(),

@@ -26,6 +26,9 @@ pub struct SkillState {
     pub recent: Vec<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended_until: Option<i64>,
+    /// How many violations triggered the current suspension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,7 @@ pub fn record_violation(
     let triggered = if cfg.enabled && !already && count >= cfg.violations_per_window {
         let until_ms = now_ms + i64::from(cfg.suspend_duration_minutes) * 60_000;
         s.suspended_until = Some(until_ms);
+        s.suspended_after = Some(count);
         s.recent.clear();
         Some(Triggered {
             until_ms,
@@ -102,6 +106,21 @@ pub fn suspended_until(home: &Home, skill: &str, now_ms: i64) -> Result<Option<i
         .get(skill)
         .and_then(|s| s.suspended_until)
         .filter(|u| *u > now_ms))
+}
+
+/// The active suspension at `now_ms`: when it ends and how many violations triggered it.
+pub fn suspension(
+    home: &Home,
+    skill: &str,
+    now_ms: i64,
+) -> Result<Option<Triggered>, SuspendError> {
+    Ok(load(home)?.skills.get(skill).and_then(|s| {
+        let until_ms = s.suspended_until.filter(|u| *u > now_ms)?;
+        Some(Triggered {
+            until_ms,
+            violations: s.suspended_after.unwrap_or(0),
+        })
+    }))
 }
 
 /// Lifts a suspension and forgets the counted violations; returns whether one was active.
@@ -124,14 +143,11 @@ pub fn now_ms() -> i64 {
         .unwrap_or(i64::MAX)
 }
 
+/// Unix milliseconds in the audit log's timestamp format.
 pub fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
+        .map(crate::audit::format_ts)
+        .unwrap_or_else(|_| ms.to_string())
 }
 
 #[cfg(test)]
@@ -171,6 +187,7 @@ mod tests {
         // Violations while suspended do not re-trigger.
         assert_eq!(record_violation(&home, &cfg, "gh", t + 2).unwrap(), None);
         assert!(unsuspend(&home, "gh", t + 3).unwrap());
+        assert_eq!(format_ms(1_775_474_581_080), "2026-04-06T11:23:01.080Z");
         assert_eq!(suspended_until(&home, "gh", t + 4).unwrap(), None);
     }
 

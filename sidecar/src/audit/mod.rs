@@ -27,6 +27,8 @@ use rand::distr::Alphanumeric;
 pub use error::AuditError;
 pub use event::{Event, EventType, RESERVED_KEYS, Record, UnknownEventType};
 pub use files::{RotatedFile, list_rotated};
+/// The one timestamp format of every audit field: RFC 3339, UTC, milliseconds, `Z`.
+pub use time_fmt::{format_ts, unix_ms};
 pub use writer::AuditLog;
 
 /// `security.auditLog.*` of the config.

@@ -12,7 +12,7 @@ const ROTATED: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
 
 /// `ts` of a record.
-pub(crate) fn format_ts(t: OffsetDateTime) -> String {
+pub fn format_ts(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
     // The format only has numeric components, so formatting cannot fail; fall back to RFC 3339.
     t.format(TS)
@@ -36,6 +36,6 @@ pub(crate) fn parse_rotated(s: &str) -> Option<OffsetDateTime> {
         .map(PrimitiveDateTime::assume_utc)
 }
 
-pub(crate) fn unix_ms(t: OffsetDateTime) -> u64 {
+pub fn unix_ms(t: OffsetDateTime) -> u64 {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }

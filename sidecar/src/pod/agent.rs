@@ -15,7 +15,6 @@ use hyper::{Request, Response, StatusCode};
 use ironclaw_proxy::{BlockEvent, EgressProxy, EventSink, Mode, SystemResolver};
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
-use time::macros::format_description;
 use tokio::net::TcpListener;
 
 use super::policy::PodPolicy;
@@ -52,7 +51,7 @@ impl StdoutAuditSink {
     /// The record for `ev` (no message content: destination, reason, grants only).
     pub fn record(&self, ev: &BlockEvent) -> Record {
         let now = OffsetDateTime::now_utc();
-        let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let ms = crate::audit::unix_ms(now);
         let mut fields = ev.audit_fields();
         fields.remove("event");
         let mut rec = self.record_at(now, ms);
@@ -62,13 +61,8 @@ impl StdoutAuditSink {
 
     /// An empty NETWORK_BLOCK record stamped `now`; callers set the event and fields.
     fn record_at(&self, now: OffsetDateTime, ms: u64) -> Record {
-        let ts = now
-            .format(format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_default();
         Record {
-            ts,
+            ts: crate::audit::format_ts(now),
             event: EventType::NetworkBlock,
             event_id: new_event_id(ms),
             session_id: self.session_id.clone(),
@@ -231,7 +225,7 @@ async fn content(req: Request<Incoming>, state: &AdminState) -> (StatusCode, &'s
         .collect();
     if result.detected() {
         let now = OffsetDateTime::now_utc();
-        let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let ms = crate::audit::unix_ms(now);
         let mut fields = serde_json::Map::new();
         fields.insert("source".into(), source.into());
         fields.insert("categories".into(), serde_json::json!(result.categories));
