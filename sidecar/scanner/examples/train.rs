@@ -397,7 +397,7 @@ fn main() {
                 "fold {fold}: {} train / {} held out, threshold {:.4}",
                 tr.len(),
                 held.len(),
-                model.threshold
+                model.threshold()
             );
             let scanner = Scanner::with_model(model).expect("scanner");
             for &d in &held {
@@ -426,7 +426,7 @@ fn main() {
 
     let all: Vec<usize> = (0..docs.len()).collect();
     let model = train(&docs, &all, &benign_keys, &benign_shingles, seed);
-    eprintln!("final model: threshold {:.4}", model.threshold);
+    eprintln!("final model: threshold {:.4}", model.threshold());
     std::fs::write(&out, model.to_bytes())
         .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
     eprintln!("wrote {}", out.display());

@@ -99,7 +99,7 @@ pub enum ModelError {
     },
     #[error("model weights: bits {found} does not match this build's feature space ({expected})")]
     BadBits { expected: u32, found: u32 },
-    #[error("model weights: non-finite scale/bias/threshold")]
+    #[error("model weights: non-finite or non-positive scale, or non-finite bias/threshold")]
     NotFinite,
 }
 
@@ -109,8 +109,12 @@ pub struct Model {
     pub(crate) weights: Vec<i8>,
     pub(crate) scale: f32,
     pub(crate) bias: f32,
-    /// Probability at which a segment is flagged.
-    pub threshold: f32,
+    /// Probability at which a segment is flagged (read with [`Model::threshold`]; fixed at
+    /// construction because `min_flag_sum` derives from it).
+    pub(crate) threshold: f32,
+    /// A weight sum below which no segment can reach `threshold` (the logistic function is
+    /// monotone), so that most segments are decided without computing a probability.
+    pub(crate) min_flag_sum: i32,
 }
 
 fn f32_at(b: &[u8], at: usize) -> f32 {
@@ -146,13 +150,11 @@ impl Model {
         if !scale.is_finite() || !bias.is_finite() || !threshold.is_finite() {
             return Err(ModelError::NotFinite);
         }
+        if scale <= 0.0 {
+            return Err(ModelError::NotFinite);
+        }
         let weights = b[HEADER..].iter().map(|&x| x as i8).collect();
-        Ok(Model {
-            weights,
-            scale,
-            bias,
-            threshold,
-        })
+        Ok(Model::new(weights, scale, bias, threshold))
     }
 
     /// Serialise (used by the training example).
@@ -176,12 +178,39 @@ impl Model {
             .iter()
             .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
             .collect();
-        Model {
+        Model::new(weights, scale, bias, threshold)
+    }
+
+    fn new(weights: Vec<i8>, scale: f32, bias: f32, threshold: f32) -> Model {
+        let mut m = Model {
             weights,
             scale,
             bias,
             threshold,
+            min_flag_sum: i32::MIN,
+        };
+        // Smallest sum whose probability reaches the threshold (binary search on the
+        // monotone logistic), less a margin for rounding; sums never leave ±2^20.
+        let (mut lo, mut hi) = (-(1i32 << 20), 1i32 << 20);
+        if m.probability(hi) >= threshold {
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if m.probability(mid) >= threshold {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            m.min_flag_sum = lo.saturating_sub(2);
+        } else {
+            m.min_flag_sum = i32::MAX;
         }
+        m
+    }
+
+    /// Probability at which a segment is flagged.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
     }
 
     #[inline]
@@ -200,6 +229,20 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer pre-check never hides a segment the probability would flag.
+    #[test]
+    fn min_flag_sum_is_a_lower_bound_of_the_flagging_sums() {
+        let m = Model::from_bytes(include_bytes!("../model/weights.bin")).unwrap();
+        let limit = 64 * 2 * 127 + 5 * 127;
+        for sum in -limit..=limit {
+            if m.probability(sum) >= m.threshold {
+                assert!(sum >= m.min_flag_sum, "sum {sum} flags but is below {}", m.min_flag_sum);
+            }
+        }
+        assert!(m.probability(m.min_flag_sum + 2) >= m.threshold);
+        assert!(m.probability(m.min_flag_sum + 1) < m.threshold);
+    }
 
     #[test]
     fn weights_file_round_trips_and_bad_files_are_refused() {

@@ -18,17 +18,33 @@ const MAX_DEPTH: u32 = 3;
 pub(crate) struct Triggers {
     keys: Vec<u64>,
     masks: Vec<AnchorMask>,
+    /// One bit per `FILTER_BITS`-bit hash prefix that some anchor word has: most words are
+    /// answered from this 4 KiB bitmap without touching the table.
+    filter: Vec<u64>,
 }
 
 const TABLE_BITS: u32 = 12;
+const FILTER_BITS: u32 = 15;
+
+/// The filter bit of word hash `h` (its top `FILTER_BITS` bits).
+#[inline]
+fn filter_slot(h: u64) -> (usize, u64) {
+    let k = h >> (64 - FILTER_BITS);
+    ((k >> 6) as usize, 1u64 << (k & 63))
+}
 
 impl Triggers {
     fn new() -> Triggers {
         let size = 1usize << TABLE_BITS;
         let mut keys = vec![0u64; size];
         let mut masks = vec![0 as AnchorMask; size];
+        let mut filter = vec![0u64; 1usize << (FILTER_BITS - 6)];
         for (w, mask) in anchor_words() {
             let h = hash_bytes(w.as_bytes()) | 1;
+            let (word, bit) = filter_slot(h);
+            if let Some(f) = filter.get_mut(word) {
+                *f |= bit;
+            }
             let mut i = (h >> (64 - TABLE_BITS)) as usize;
             loop {
                 if keys[i] == 0 || keys[i] == h {
@@ -39,12 +55,20 @@ impl Triggers {
                 i = (i + 1) & (size - 1);
             }
         }
-        Triggers { keys, masks }
+        Triggers {
+            keys,
+            masks,
+            filter,
+        }
     }
 
     #[inline]
     fn mask(&self, h: u64) -> AnchorMask {
         let h = h | 1;
+        let (word, bit) = filter_slot(h);
+        if self.filter.get(word).is_none_or(|f| f & bit == 0) {
+            return 0;
+        }
         let size = self.keys.len();
         let mut i = (h >> (64 - TABLE_BITS)) as usize;
         loop {
@@ -180,8 +204,10 @@ pub(crate) struct Engine {
     pub model: Model,
     rules: RuleSet,
     triggers: Triggers,
-    /// Required anchor bits of every rule.
-    required: Vec<AnchorMask>,
+    /// Rules needing both anchor groups: bit 2i for rule i (see `any_rule`).
+    need_both: AnchorMask,
+    /// Rules needing one anchor group: that group's bit.
+    need_one: AnchorMask,
     /// Anchor bits of the XML-tag rule (its words count only right after `<` or `/`).
     xml_bits: AnchorMask,
 }
@@ -195,7 +221,15 @@ fn model_score(p: f32, t: f32) -> f32 {
 
 impl Engine {
     pub(crate) fn new(model: Model) -> Result<Engine, regex::Error> {
-        let required: Vec<AnchorMask> = (0..RULES.len()).map(required_mask).collect();
+        let (mut need_both, mut need_one) = (0 as AnchorMask, 0 as AnchorMask);
+        for i in 0..RULES.len() {
+            let r = required_mask(i);
+            if r.count_ones() == 2 {
+                need_both |= 1 << (2 * i);
+            } else {
+                need_one |= r;
+            }
+        }
         let xml_bits = RULES
             .iter()
             .position(|r| r.name == "fake_xml_authority")
@@ -205,23 +239,17 @@ impl Engine {
             model,
             rules: RuleSet::new()?,
             triggers: Triggers::new(),
-            required,
+            need_both,
+            need_one,
             xml_bits,
         })
     }
 
-    /// Whether some rule has all its anchors in `mask`.
+    /// Whether some rule has all its anchors in `mask`. Rule i owns bits 2i and 2i+1 (one
+    /// per anchor group): `mask & (mask >> 1)` has bit 2i set exactly when both are present.
     #[inline]
     pub(crate) fn any_rule(&self, mask: AnchorMask) -> bool {
-        if mask == 0 {
-            return false;
-        }
-        for &r in &self.required {
-            if mask & r == r {
-                return true;
-            }
-        }
-        false
+        (mask & (mask >> 1) & self.need_both) | (mask & self.need_one) != 0
     }
 
     /// The fast pass alone: segments with model sums, and blob candidates.
@@ -287,8 +315,11 @@ impl Engine {
         }
         let mut matches: Vec<RuleMatch> = Vec::new();
         for seg in &segs {
-            let p = self.model.probability(seg.sum);
-            let ms = model_score(p, self.model.threshold);
+            let ms = if seg.sum >= self.model.min_flag_sum {
+                model_score(self.model.probability(seg.sum), self.model.threshold)
+            } else {
+                0.0
+            };
             let mut hit = false;
             if ms > 0.0 {
                 out.push(Finding {
