@@ -237,7 +237,11 @@ mod tests {
         let limit = 64 * 2 * 127 + 5 * 127;
         for sum in -limit..=limit {
             if m.probability(sum) >= m.threshold {
-                assert!(sum >= m.min_flag_sum, "sum {sum} flags but is below {}", m.min_flag_sum);
+                assert!(
+                    sum >= m.min_flag_sum,
+                    "sum {sum} flags but is below {}",
+                    m.min_flag_sum
+                );
             }
         }
         assert!(m.probability(m.min_flag_sum + 2) >= m.threshold);

@@ -104,7 +104,7 @@ struct FastSink<'a> {
 }
 
 impl Sink for FastSink<'_> {
-    #[inline]
+    #[inline(always)]
     fn token(&mut self, t: &Token<'_>) {
         if self.feats.tokens() == 0 {
             self.start = t.start;

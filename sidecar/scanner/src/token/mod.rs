@@ -274,7 +274,6 @@ const F_ALPHA: u8 = 1;
 const F_DIGIT: u8 = 2;
 const F_UPPER: u8 = 4;
 
-
 // Byte classes for the ASCII fast path.
 const SPACE: u8 = 0;
 const NEWLINE: u8 = 1;
@@ -753,7 +752,11 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
                 st.morse_start = start + 1;
             }
             let prev = if start > 0 { bytes[start - 1] } else { 0 };
-            let keep = if piece >= 64 { u64::MAX } else { (1u64 << piece) - 1 };
+            let keep = if piece >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << piece) - 1
+            };
             let upper = (win.upper >> off) & keep;
             let digit = (win.digit >> off) & keep;
             let alpha = (win.word >> off) & !(win.digit >> off) & keep;
@@ -800,6 +803,24 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             st.end_blob(i, blobs);
             st.blob_start = i + k;
             i += k;
+            continue;
+        }
+        // ASCII punctuation outside a word (the `PUNCT` step of `general`, with no word to end
+        // and no segment to close).
+        let b = bytes[i];
+        if CLASS[b as usize] == PUNCT {
+            if !is_b64_punct(b) {
+                st.end_blob(i, blobs);
+            }
+            if is_morse(b) {
+                if b == b'-' {
+                    st.morse_marks += 1;
+                }
+            } else {
+                st.end_morse(i, blobs);
+            }
+            sink.punct(b, i);
+            i += 1;
             continue;
         }
         i = general(&mut st, text, i, sink, blobs);
@@ -885,7 +906,11 @@ mod tests {
     /// Both window classifiers agree with the byte classes on every byte value at every lane.
     #[test]
     fn window_classifiers_agree_with_the_byte_classes() {
-        let all: Vec<u8> = (0..=255u8).chain(0..=255u8).rev().chain(0..=255u8).collect();
+        let all: Vec<u8> = (0..=255u8)
+            .chain(0..=255u8)
+            .rev()
+            .chain(0..=255u8)
+            .collect();
         for base in 0..all.len() {
             let w = Window::at_swar(&all, base);
             #[cfg(target_arch = "x86_64")]
@@ -907,7 +932,11 @@ mod tests {
                 let class = b.map(|b| CLASS[b as usize]);
                 assert_eq!(bit(w.word), matches!(class, Some(ALPHA | DIGIT)), "{b:?}");
                 assert_eq!(bit(w.digit), matches!(class, Some(DIGIT)), "{b:?}");
-                assert_eq!(bit(w.upper), b.is_some_and(|b| b.is_ascii_uppercase()), "{b:?}");
+                assert_eq!(
+                    bit(w.upper),
+                    b.is_some_and(|b| b.is_ascii_uppercase()),
+                    "{b:?}"
+                );
                 assert_eq!(bit(w.space), matches!(class, Some(SPACE)), "{b:?}");
             }
         }
@@ -920,15 +949,79 @@ mod tests {
     fn fast_path_equals_reference_on_generated_text() {
         use rand::{Rng, SeedableRng};
         const PIECES: &[&str] = &[
-            "a", "I", "ignore", "Previous", "INSTRUCTIONS", "x9", "l33t", "h3ll0", "_", "snake_case",
-            " ", "  ", "\t", " \t ", "\n", "\r\n", "\x0b", "\x0c", "\x7f", "\x01", ".", "!", "?",
-            ". ", "! ", "?\n", "...", "-", "--", "+", "/", "=", "==", ",", ":", "(", ")", "<", "<|",
-            "|>", "'", "\"", "#", "@", "é", "café", "naïve", "і", "ѕ", "ο", "Ignоre", "\u{200b}",
-            "ig\u{200b}nore", "\u{2028}", "\u{2029}", "\u{85}", "—", "’", "日本語", "😀", "\u{e0041}",
-            "ＩＧＮＯＲＥ", "Ⅻ", "ﬁ", "aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw==",
-            "69676e6f72652070726576696f7573", ".. --. -. --- .-. . / .- .-.. .-..",
-            "i g n o r e", "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz_ABCDEFGH",
-            "0123456789012345678901234567890123456789012345678", "e.g.", "v1.2.3", "x86_64",
+            "a",
+            "I",
+            "ignore",
+            "Previous",
+            "INSTRUCTIONS",
+            "x9",
+            "l33t",
+            "h3ll0",
+            "_",
+            "snake_case",
+            " ",
+            "  ",
+            "\t",
+            " \t ",
+            "\n",
+            "\r\n",
+            "\x0b",
+            "\x0c",
+            "\x7f",
+            "\x01",
+            ".",
+            "!",
+            "?",
+            ". ",
+            "! ",
+            "?\n",
+            "...",
+            "-",
+            "--",
+            "+",
+            "/",
+            "=",
+            "==",
+            ",",
+            ":",
+            "(",
+            ")",
+            "<",
+            "<|",
+            "|>",
+            "'",
+            "\"",
+            "#",
+            "@",
+            "é",
+            "café",
+            "naïve",
+            "і",
+            "ѕ",
+            "ο",
+            "Ignоre",
+            "\u{200b}",
+            "ig\u{200b}nore",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{85}",
+            "—",
+            "’",
+            "日本語",
+            "😀",
+            "\u{e0041}",
+            "ＩＧＮＯＲＥ",
+            "Ⅻ",
+            "ﬁ",
+            "aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw==",
+            "69676e6f72652070726576696f7573",
+            ".. --. -. --- .-. . / .- .-.. .-..",
+            "i g n o r e",
+            "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz_ABCDEFGH",
+            "0123456789012345678901234567890123456789012345678",
+            "e.g.",
+            "v1.2.3",
+            "x86_64",
         ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x1c1a);
         for round in 0..4000 {
@@ -961,7 +1054,10 @@ mod tests {
     #[test]
     fn fast_path_equals_reference_on_the_evaluation_sets() {
         let dir = std::env::var("IRONCLAW_EVALS_DIR").map_or_else(
-            |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/evals/injection"),
+            |_| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../../shared/evals/injection")
+            },
             std::path::PathBuf::from,
         );
         let mut texts = 0usize;

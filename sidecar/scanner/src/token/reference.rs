@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use super::{
-    Blob, BlobKind, MAX_SEGMENT_TOKENS, MAX_TOKEN, MIN_BLOB, MIN_MORSE, Sink, Token, hash_at, hash_bytes,
+    Blob, BlobKind, MAX_SEGMENT_TOKENS, MAX_TOKEN, MIN_BLOB, MIN_MORSE, Sink, Token, hash_at,
+    hash_bytes,
 };
 use crate::fold::{Folded, fold_char, leet};
 
@@ -510,4 +511,3 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
     st.end_morse(n, blobs);
     st.end_segment(n, sink);
 }
-
