@@ -313,9 +313,9 @@ fn network_only_reaches_ironclaw_listeners() {
     assert!(o.starts_with("errno"), "{o}");
     // No listening either (Landlock TCP bind).
     assert_eq!(strict(&h, &[], &["listen", "8080"]).0, EACCES);
-    // Unix, netlink, packet and raw sockets.
+    // Unix datagram, netlink, packet and raw sockets.
     for (d, t, name) in [
-        ("1", "1", "socket(AF_UNIX)"),
+        ("1", "2", "socket(AF_UNIX)"),
         ("16", "3", "socket(AF_NETLINK, SOCK_RAW)"),
         ("17", "3", "socket(AF_PACKET, SOCK_RAW)"),
         ("2", "3", "socket(AF_INET, SOCK_RAW)"),
@@ -327,6 +327,60 @@ fn network_only_reaches_ironclaw_listeners() {
             "{name}: {v:?}"
         );
     }
+}
+
+/// Unix stream sockets can be created (glibc opens one on every name lookup to probe nscd), but
+/// connecting one anywhere outside the sandbox is refused and reported by path: IronClaw's own
+/// control socket (`~/.ironclaw/run/gateway.sock`), any other socket on the host, an abstract
+/// name. The nscd probe itself is answered ENOENT and not counted, so a skill that resolves
+/// names is not suspended for it.
+#[test]
+fn unix_sockets_are_refused_by_path_and_the_nscd_probe_is_not_a_violation() {
+    use std::os::linux::net::SocketAddrExt;
+    let h = home("hostile");
+    let run_dir = h.ironclaw.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let gateway = run_dir.join("gateway.sock");
+    let _gw = std::os::unix::net::UnixListener::bind(&gateway).unwrap();
+    let elsewhere = h.tmp.path().join("host.sock");
+    let _host = std::os::unix::net::UnixListener::bind(&elsewhere).unwrap();
+    let abs =
+        std::os::unix::net::SocketAddr::from_abstract_name(b"ironclaw-test-abstract").unwrap();
+    let _abs = std::os::unix::net::UnixListener::bind_addr(&abs).unwrap();
+    // The positive control: outside the sandbox the same connects work.
+    assert!(std::os::unix::net::UnixStream::connect(&gateway).is_ok());
+    assert!(std::os::unix::net::UnixStream::connect(&elsewhere).is_ok());
+
+    for target in [&gateway, &elsewhere] {
+        let (o, _, v) = strict(&h, &[], &["unix", target.to_str().unwrap()]);
+        assert_eq!(o, EACCES, "{target:?}");
+        assert!(fs_blocked(&v, target, "connect"), "{target:?}: {v:?}");
+    }
+    let (o, _, v) = strict(&h, &[], &["unix-abstract", "ironclaw-test-abstract"]);
+    assert_eq!(o, EACCES);
+    assert!(
+        fs_blocked(&v, Path::new("@ironclaw-test-abstract"), "connect"),
+        "{v:?}"
+    );
+    // glibc's nscd probe: ENOENT, nothing reported (with or without nscd on the host).
+    for nscd in ["/var/run/nscd/socket", "/run/nscd/socket"] {
+        let (o, _, v) = strict(&h, &[], &["unix", nscd]);
+        assert_eq!(o, "errno 2", "{nscd}");
+        assert!(v.is_empty(), "{nscd}: {v:?}");
+    }
+    // A socket path that does not exist anywhere: ENOENT by itself, not reported.
+    let (o, _, v) = strict(&h, &[], &["unix", "/nonexistent/ironclaw.sock"]);
+    assert_eq!(o, "errno 2");
+    assert!(v.is_empty(), "{v:?}");
+    // A real name lookup through glibc (getaddrinfo of a name in the skill's /etc/hosts): it
+    // probes nscd first; it must succeed and leave no violation behind.
+    let (o, _, v) = strict(
+        &h,
+        &["net=imap.example.test:993"],
+        &["dns", "imap.example.test"],
+    );
+    assert!(o.starts_with("ok"), "{o}");
+    assert!(v.is_empty(), "{v:?}");
 }
 
 #[test]

@@ -198,6 +198,13 @@ mod linux {
                         Err(e) => format!("failed {e}"),
                     }
                 }
+                "unix" => io_res(std::os::unix::net::UnixStream::connect(arg(1))),
+                "unix-abstract" => {
+                    use std::os::linux::net::SocketAddrExt;
+                    let a = std::os::unix::net::SocketAddr::from_abstract_name(arg(1).as_bytes())
+                        .unwrap();
+                    io_res(std::os::unix::net::UnixStream::connect_addr(&a))
+                }
                 "socket" => {
                     let d: i32 = arg(1).parse().unwrap();
                     let t: i32 = arg(2).parse().unwrap();

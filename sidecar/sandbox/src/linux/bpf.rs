@@ -34,6 +34,8 @@ impl Answers {
             Action::Deny => RET_ERRNO | u32::from(EPERM),
             Action::Supervise if self.supervised => RET_USER_NOTIF,
             Action::Supervise => RET_ALLOW,
+            Action::AllowIfSupervised if self.supervised => RET_ALLOW,
+            Action::AllowIfSupervised => RET_ERRNO | u32::from(EPERM),
             Action::Errno(e) => RET_ERRNO | u32::from(e),
         }
     }
@@ -249,6 +251,16 @@ mod tests {
                 "{d}/{t}"
             );
         }
+        // Unix stream sockets: allowed only under a supervisor (which decides each connect);
+        // Unix datagram sockets go to the supervisor as a denial.
+        assert_eq!(
+            run(&sup, x, nr("socket"), [1, 1 | 0x80000, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(&sup, x, nr("socket"), [1, 2, 0, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
         // clone with namespace flags, ioctl TIOCSTI, personality changes, exec memfds.
         assert_eq!(
             run(&plain, x, nr("clone"), [0x11, 0, 0, 0, 0, 0]),

@@ -255,6 +255,9 @@ fn open_kind(flags: u64) -> AccessKind {
     }
 }
 
+/// Where glibc looks for nscd (`_PATH_NSCDSOCKET`; `/var/run` is usually a link to `/run`).
+const NSCD_SOCKETS: &[&str] = &["/var/run/nscd/socket", "/run/nscd/socket"];
+
 fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn ViolationSink) -> Answer {
     let deny = |e: i32| {
         if policy.enforce {
@@ -362,8 +365,34 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
                 ))
             }
             libc::AF_UNIX => {
-                let end = buf[2..n].iter().position(|b| *b == 0).map_or(n, |z| z + 2);
-                let path = PathBuf::from(OsStr::from_bytes(&buf[2..end]));
+                let raw = buf.get(2..n).unwrap_or(&[]);
+                if raw.first() == Some(&0) {
+                    // Abstract name (no file): Landlock's scope refuses those outside the
+                    // sandbox; report the attempt as `@name`.
+                    let end = raw[1..]
+                        .iter()
+                        .position(|b| *b == 0)
+                        .map_or(raw.len(), |z| z + 1);
+                    let mut shown = b"@".to_vec();
+                    shown.extend_from_slice(&raw[1..end]);
+                    sink.report(Violation::Filesystem {
+                        path: PathBuf::from(OsStr::from_bytes(&shown)),
+                        access: "connect".into(),
+                    });
+                    return deny(libc::EACCES);
+                }
+                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                let (path, known) = resolve(pid, None, &raw[..end], true);
+                if NSCD_SOCKETS.iter().any(|p| path == Path::new(p)) {
+                    // glibc's name-service cache probe, made on every name lookup: answered
+                    // as if nscd were not running, and not counted (like clone3's ENOSYS).
+                    return deny(libc::ENOENT);
+                }
+                // A socket path that exists neither for the skill nor on the host fails with
+                // ENOENT by itself (as for the path-taking calls above).
+                if known.is_none() && !exists(pid, &path) {
+                    return Answer::Continue;
+                }
                 sink.report(Violation::Filesystem {
                     path,
                     access: "connect".into(),

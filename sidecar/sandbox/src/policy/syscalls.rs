@@ -109,7 +109,7 @@ static ALWAYS_DENIED: &[(&str, &str)] = groups! {
 static ARG_DENIALS: &[(&str, &str)] = &[
     (
         "socket",
-        "every family but AF_INET/AF_INET6 (AF_UNIX, AF_NETLINK, AF_PACKET, …) and SOCK_RAW",
+        "every family but AF_INET/AF_INET6 (AF_NETLINK, AF_PACKET, …), SOCK_RAW, and AF_UNIX other than stream sockets under a supervisor (whose connects it decides by path)",
     ),
     (
         "clone",
@@ -211,6 +211,9 @@ pub enum Action {
     Supervise,
     /// A fixed errno, not reported (`clone3` → ENOSYS).
     Errno(u16),
+    /// Allowed when a supervisor runs (it then sees what the call leads to, e.g. the
+    /// `connect` of a Unix socket), denied like `Deny` otherwise.
+    AllowIfSupervised,
 }
 
 /// `(low or high 32 bits of argument `arg` & mask) == value`.
@@ -234,6 +237,7 @@ pub struct SyscallRule {
 pub const ENOSYS: u16 = 38;
 pub const EPERM: u16 = 1;
 
+const AF_UNIX: u32 = 1;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const SOCK_STREAM: u32 = 1;
@@ -275,6 +279,13 @@ pub fn rule_table() -> Vec<SyscallRule> {
                         ));
                     }
                 }
+                // Unix stream sockets: creating one is harmless; where it connects is what
+                // matters, and the supervisor decides each `connect` by path (glibc opens one
+                // on every name lookup to probe nscd). Without a supervisor: denied.
+                when.push((
+                    vec![c(0, u32::MAX, AF_UNIX), c(1, SOCK_TYPE_MASK, SOCK_STREAM)],
+                    Action::AllowIfSupervised,
+                ));
                 SyscallRule {
                     name,
                     when,
@@ -422,13 +433,21 @@ mod tests {
         assert_eq!(clone3.fallback, Action::Errno(ENOSYS));
         let sock = get("socket");
         assert_eq!(sock.fallback, Action::Deny);
-        assert_eq!(sock.when.len(), 4);
-        assert!(sock.when.iter().all(|(cs, a)| {
+        assert_eq!(sock.when.len(), 5);
+        assert!(sock.when[..4].iter().all(|(cs, a)| {
             *a == Action::Allow
                 && cs
                     .iter()
                     .any(|c| c.arg == 0 && (c.value == AF_INET || c.value == AF_INET6))
         }));
+        // Unix: stream sockets only, and only when a supervisor decides their connects.
+        assert_eq!(
+            sock.when[4],
+            (
+                vec![c(0, u32::MAX, AF_UNIX), c(1, SOCK_TYPE_MASK, SOCK_STREAM)],
+                Action::AllowIfSupervised
+            )
+        );
         let clone = get("clone");
         assert_eq!(clone.when[0].0[0].mask, CLONE_NS_MASK);
         assert_eq!(clone.fallback, Action::Deny);
