@@ -458,6 +458,24 @@ fn dangerous_syscalls_answer_eperm_and_are_reported() {
         }),
         "{v:?}"
     );
+    // The other signal routes: to a thread group, a thread, through a pidfd.
+    let me = std::process::id().to_string();
+    for (cmd, name) in [
+        ("tgkill", "tgkill"),
+        ("tkill", "tkill"),
+        ("pidfd-kill", "pidfd_send_signal"),
+    ] {
+        let (o, _, v) = strict(&h, &[], &[cmd, &me]);
+        assert_eq!(o, EPERM, "{cmd} to IronClaw");
+        assert!(
+            v.contains(&Violation::Syscall { name: name.into() }),
+            "{cmd}: {v:?}"
+        );
+    }
+    // A runtime signalling its own thread is fine and not reported.
+    let (o, _, v) = strict(&h, &[], &["tgkill-self"]);
+    assert_eq!(o, "ok 0", "{o}");
+    assert!(v.is_empty(), "{v:?}");
 }
 
 #[test]

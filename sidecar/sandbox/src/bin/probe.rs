@@ -212,6 +212,28 @@ mod linux {
                 }
                 "listen" => io_res(std::net::TcpListener::bind(format!("127.0.0.1:{}", arg(1)))),
                 "kill" => res(libc::kill(arg(1).parse().unwrap(), 0) as i64),
+                "tgkill" => {
+                    let t: libc::c_long = arg(1).parse().unwrap();
+                    res(libc::syscall(libc::SYS_tgkill, t, t, 0))
+                }
+                "tkill" => {
+                    let t: libc::c_long = arg(1).parse().unwrap();
+                    res(libc::syscall(libc::SYS_tkill, t, 0))
+                }
+                "pidfd-kill" => {
+                    let t: libc::c_long = arg(1).parse().unwrap();
+                    let fd = libc::syscall(libc::SYS_pidfd_open, t, 0);
+                    if fd < 0 {
+                        return format!("pidfd_open errno {}", errno());
+                    }
+                    res(libc::syscall(libc::SYS_pidfd_send_signal, fd, 0, 0, 0))
+                }
+                // The runtime's own use: a signal to one of this process's threads.
+                "tgkill-self" => {
+                    let me = libc::getpid() as libc::c_long;
+                    let tid = libc::syscall(libc::SYS_gettid);
+                    res(libc::syscall(libc::SYS_tgkill, me, tid, 0))
+                }
                 "tiocsti" => {
                     let ch: libc::c_char = b'x' as libc::c_char;
                     res(libc::ioctl(0, libc::TIOCSTI, &ch) as i64)

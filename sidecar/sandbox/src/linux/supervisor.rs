@@ -419,12 +419,19 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
         }
         return Answer::Continue;
     }
-    if name == "kill" {
-        let target = args[0] as i32;
+    if policy::syscalls::SIGNAL_SUPERVISED.contains(&name) {
+        // The target: a pid (kill, rt_sigqueueinfo), a thread-group id (tgkill,
+        // rt_tgsigqueueinfo), a thread id (tkill), or the process behind a pidfd.
+        let target = if name == "pidfd_send_signal" {
+            pidfd_target(pid, args[0] as i32).unwrap_or(0)
+        } else {
+            args[0] as i32
+        };
+        if !id_valid(fd, req.id) {
+            return Answer::Errno(libc::ESRCH);
+        }
         if target > 0 && outside(policy, pid, target) {
-            sink.report(Violation::Syscall {
-                name: "kill".into(),
-            });
+            sink.report(Violation::Syscall { name: name.into() });
             return deny(libc::EPERM);
         }
         return Answer::Continue;
@@ -502,6 +509,14 @@ fn exists(pid: u32, path: &Path) -> bool {
     let inside =
         PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
     std::fs::symlink_metadata(inside).is_ok() || std::fs::symlink_metadata(path).is_ok()
+}
+
+/// The pid a pidfd of process `pid` refers to (`Pid:` in its fdinfo; -1 once it exited).
+fn pidfd_target(pid: u32, fd: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn tgid(pid: u32) -> Option<u32> {

@@ -195,10 +195,18 @@ pub const PATH_SYSCALLS: &[&str] = &[
 /// Network syscalls the supervisor sees: `connect`, and `sendto` with a destination address.
 pub const NET_SUPERVISED: &[&str] = &["connect", "sendto"];
 
-/// Signal syscalls the supervisor sees: `kill` aimed outside the sandbox is reported (Landlock's
-/// signal scope refuses it either way). `tgkill`/`tkill` stay unsupervised: language runtimes
-/// use them for thread preemption.
-pub const SIGNAL_SUPERVISED: &[&str] = &["kill"];
+/// Signal syscalls the supervisor sees: a signal aimed outside the sandbox is reported
+/// (Landlock's signal scope refuses it either way). `tgkill`/`tkill` are how language runtimes
+/// preempt their own threads, but only every few milliseconds at most: a supervisor round
+/// trip (tens of microseconds) on each is not a hot path.
+pub const SIGNAL_SUPERVISED: &[&str] = &[
+    "kill",
+    "tkill",
+    "tgkill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "pidfd_send_signal",
+];
 
 /// What the filter does with one syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
