@@ -852,4 +852,15 @@ spec:
     assert_eq!(http_get(&admin, "/live").map(|(c, _)| c), Some(200));
     let metrics = http_get(&admin, "/metrics").unwrap().1;
     assert!(metrics.contains("ironclaw"), "{metrics}");
+
+    // The kubelet's stop (SIGTERM to the container's PID 1) ends the sidecar at once, cleanly.
+    let t = Instant::now();
+    c.podman_ok(&["stop", "--time", "20", &sidecar_ctr]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the sidecar ignored SIGTERM ({:?})",
+        t.elapsed()
+    );
+    let code = c.podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &sidecar_ctr]);
+    assert_eq!(code.trim(), "0");
 }

@@ -1,5 +1,5 @@
-//! The in-pod `ironclaw-sidecar` binary: `exec` (skill wrapper) and `install-wrapper`
-//! (init container).
+//! The in-pod `ironclaw-sidecar` binary: `exec` (skill wrapper), `agent` (egress proxy and
+//! admin server), `install-wrapper` (init container) and `install-profiles` (node installer).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -118,9 +118,25 @@ fn run_agent(
         );
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| policy.skill.clone());
         let session = format!("{}/{pod}", policy.namespace);
-        agent::serve(policy, session, bound)
-            .await
-            .map_err(|e| e.to_string())
+        // As a container's PID 1 nothing stops the agent but a handled signal: SIGTERM (the
+        // kubelet's stop) and SIGINT end it at once, with exit status 0. Audit lines are written
+        // whole and synchronously, so stopping never tears one.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("agent: handling SIGTERM: {e}"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("agent: handling SIGINT: {e}"))?;
+        tokio::select! {
+            r = agent::serve(policy, session, bound) => r.map_err(|e| e.to_string()),
+            _ = term.recv() => {
+                eprintln!("ironclaw-sidecar agent: SIGTERM, stopping");
+                Ok(())
+            }
+            _ = int.recv() => {
+                eprintln!("ironclaw-sidecar agent: SIGINT, stopping");
+                Ok(())
+            }
+        }
     })
 }
 
