@@ -930,6 +930,34 @@ async fn helm_renders_installs_upgrades_and_uninstalls_the_chart_and_its_rbac_su
     );
     assert!(out.contains("STATUS: deployed"), "{out}");
     check_release_objects(&client, &release_ns, &release).await;
+    // The node installer may list and watch ConfigMaps everywhere (install-profiles is a
+    // watch), and nothing more.
+    let installer = format!("system:serviceaccount:{release_ns}:{release}-node-installer");
+    for (verb, want) in [
+        ("list", "yes"),
+        ("watch", "yes"),
+        ("create", "no"),
+        ("delete", "no"),
+    ] {
+        let can = Command::new("kubectl")
+            .env("KUBECONFIG", &kcfg)
+            .args([
+                "auth",
+                "can-i",
+                verb,
+                "configmaps",
+                "--all-namespaces",
+                "--as",
+                &installer,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&can.stdout).trim(),
+            want,
+            "node installer: {verb} configmaps"
+        );
+    }
 
     // The operator, running as the chart's ServiceAccount, can do its whole job.
     let token = kubectl(
