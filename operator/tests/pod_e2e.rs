@@ -147,6 +147,7 @@ struct Cleanup {
     operator: Option<Child>,
     pods: Vec<String>,
     volumes: Vec<String>,
+    secrets: Vec<String>,
     images: Vec<String>,
     namespace: Option<String>,
 }
@@ -176,13 +177,16 @@ impl Drop for Cleanup {
         }
         if std::env::var_os("IRONCLAW_E2E_KEEP").is_some() {
             eprintln!(
-                "IRONCLAW_E2E_KEEP: left pods {:?}, volumes {:?}, images {:?}, namespace {:?}",
-                self.pods, self.volumes, self.images, self.namespace
+                "IRONCLAW_E2E_KEEP: left pods {:?}, volumes {:?}, secrets {:?}, images {:?}, namespace {:?}",
+                self.pods, self.volumes, self.secrets, self.images, self.namespace
             );
             return;
         }
         for p in &self.pods {
             let _ = self.podman(&["pod", "rm", "--force", "--time", "2", p]);
+        }
+        for sec in &self.secrets {
+            let _ = self.podman(&["secret", "rm", sec]);
         }
         for v in &self.volumes {
             let _ = self.podman(&["volume", "rm", "--force", v]);
@@ -366,6 +370,7 @@ fn the_operators_pod_runs_under_podman_and_the_skill_is_confined() {
         operator: None,
         pods: vec![],
         volumes: vec![],
+        secrets: vec![],
         images: vec![],
         namespace: None,
     };
@@ -461,8 +466,28 @@ fn the_operators_pod_runs_under_podman_and_the_skill_is_confined() {
         }
     });
     c.operator = Some(op);
+    // The env grant's Secret: in the API server for the operator's pod spec, and in podman's
+    // store for `kube play` (podman 4.3 reads a secret as a JSON map of base64 values).
+    let secret_name = format!("e2e-secret-{id}");
+    let token = format!("token-{id}");
+    let b64 = run(Command::new("base64").args(["-w0"]), Some(token.as_bytes()));
+    let b64 = String::from_utf8(b64.stdout).unwrap();
+    let secret_file = work.path().join("secret.json");
+    std::fs::write(&secret_file, json!({"token": b64}).to_string()).unwrap();
+    c.secrets.push(secret_name.clone());
+    c.podman_ok(&[
+        "secret",
+        "create",
+        &secret_name,
+        secret_file.to_str().unwrap(),
+    ]);
     let manifests = format!(
         r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: {secret_name}, namespace: {ns}}}
+data: {{token: {b64}}}
+---
 apiVersion: ironclaw.dev/v1alpha1
 kind: Allowlist
 metadata: {{name: default, namespace: {ns}}}
@@ -471,6 +496,9 @@ spec:
     - name: {skill}
       network: ["{gw}:{pa}"]
       filesystem: ["shared:ro"]
+      env:
+        - name: E2E_TOKEN
+          secretKeyRef: {{name: {secret_name}, key: token}}
 ---
 apiVersion: ironclaw.dev/v1alpha1
 kind: Skill
@@ -482,6 +510,7 @@ spec:
   requests:
     network: ["{gw}:{pa}"]
     filesystem: ["shared:ro"]
+    env: ["E2E_TOKEN"]
     shell: false
 "#,
         pa = a.port
@@ -719,6 +748,34 @@ spec:
         }
     };
 
+    // Env: the granted variable (from its Secret) and the proxy settings reach the skill; a
+    // variable the container has but the skill was not granted does not.
+    let out = run(
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &c.conf)
+            .args(["exec", "--env", "E2E_LEAK=leaked", &skill_ctr])
+            .args(&wrapper)
+            .arg("env"),
+        None,
+    );
+    let env = text(&out);
+    assert!(out.status.success(), "{env}");
+    assert!(env.contains(&format!("E2E_TOKEN={token}")), "{env}");
+    assert!(env.contains(&format!("HTTP_PROXY={proxy_env}")), "{env}");
+    assert!(env.contains(&format!("HOME={ws}")), "{env}");
+    assert!(!env.contains("E2E_LEAK"), "{env}");
+    let out = run(
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &c.conf)
+            .args(["exec", "--env", "E2E_LEAK=leaked", &skill_ctr, "env"]),
+        None,
+    );
+    assert!(
+        text(&out).contains("E2E_LEAK=leaked"),
+        "baseline: {}",
+        text(&out)
+    );
+
     // A denied syscall: EPERM.
     let out = probe(&["unshare", "-U", "sleep", "0"], None, true);
     assert!(!out.status.success(), "unshare -U ran: {}", text(&out));
@@ -852,6 +909,12 @@ spec:
     assert_eq!(http_get(&admin, "/live").map(|(c, _)| c), Some(200));
     let metrics = http_get(&admin, "/metrics").unwrap().1;
     assert!(metrics.contains("ironclaw"), "{metrics}");
+
+    // No secret value in any log: the sidecar's stdout/stderr, the operator's audit lines.
+    let logs = text(&c.podman(&["logs", &sidecar_ctr]));
+    assert!(!logs.contains(&token), "the sidecar logged the secret");
+    let audit = stdout.lock().unwrap().clone();
+    assert!(!audit.contains(&token), "the operator logged the secret");
 
     // The kubelet's stop (SIGTERM to the container's PID 1) ends the sidecar at once, cleanly.
     let t = Instant::now();
