@@ -93,6 +93,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// A line on stderr that never fails the caller (stderr may be closed by then).
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn run_agent(
     policy: &PodPolicy,
     proxy: std::net::SocketAddr,
@@ -126,11 +132,11 @@ fn run_agent(
         tokio::select! {
             r = agent::serve(policy, session, bound) => r.map_err(|e| e.to_string()),
             _ = term.recv() => {
-                eprintln!("ironclaw-sidecar agent: SIGTERM, stopping");
+                note("ironclaw-sidecar agent: SIGTERM, stopping");
                 Ok(())
             }
             _ = int.recv() => {
-                eprintln!("ironclaw-sidecar agent: SIGINT, stopping");
+                note("ironclaw-sidecar agent: SIGINT, stopping");
                 Ok(())
             }
         }
