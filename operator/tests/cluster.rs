@@ -916,6 +916,23 @@ async fn helm_renders_installs_upgrades_and_uninstalls_the_chart_and_its_rbac_su
         lint.contains("1 chart(s) linted, 0 chart(s) failed"),
         "{lint}"
     );
+    // Whatever happens below, the release (and its cluster-wide objects) goes at the end.
+    struct Uninstall(PathBuf, String, String);
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            let _ = Command::new("helm")
+                .env("KUBECONFIG", &self.0)
+                .args([
+                    "uninstall",
+                    &self.1,
+                    "--namespace",
+                    &self.2,
+                    "--ignore-not-found",
+                ])
+                .output();
+        }
+    }
+    let _uninstall = Uninstall(kcfg.clone(), release.clone(), release_ns.clone());
     let out = helm(
         &kcfg,
         &[
