@@ -3,7 +3,7 @@
 //!
 //! Deny by default with `EPERM`; allow the syscall list given by the caller (the reviewed
 //! policy data), plus what the exec wrapper needs to install its own sandbox (`landlock_*`,
-//! `seccomp`, `prctl`). Grant-dependent rules:
+//! `seccomp`, `prctl`, `capset`). Grant-dependent rules:
 //! - sockets: `AF_UNIX` always; `AF_INET`/`AF_INET6` only as `SOCK_STREAM` and only when the
 //!   skill has a network grant (its one way out is TCP to the sidecar's proxy) — no UDP, so no
 //!   direct DNS, and no raw or packet sockets ever;
@@ -23,6 +23,9 @@ pub const WRAPPER_SYSCALLS: &[&str] = &[
     "landlock_restrict_self",
     "seccomp",
     "prctl",
+    // Dropping every capability (capset to empty sets): it can only lower them.
+    "capget",
+    "capset",
     "execve",
 ];
 
@@ -231,6 +234,7 @@ mod tests {
             "landlock_restrict_self",
             "seccomp",
             "prctl",
+            "capset",
             "execve",
         ] {
             assert!(allowed.iter().any(|a| a == need), "{need} missing");

@@ -121,6 +121,12 @@ pub fn profile_config_map_name(skill: &str) -> String {
     format!("ironclaw-seccomp-{skill}")
 }
 
+/// File name of the seccomp profile with SHA-256 `hash` (hex): `ironclaw-<128 bits>.json`,
+/// 46 characters, so `localhost/<file>` fits the 63 characters runtimes allow an annotation.
+pub fn profile_file_name(hash: &str) -> String {
+    format!("ironclaw-{}.json", &hash[..hash.len().min(32)])
+}
+
 /// Where a filesystem grant is mounted: `(mount path, sub-path in the shared volume, read-only)`,
 /// or `None` for the skill's own workspace (always mounted rw).
 fn fs_mount(g: &FsGrant, skill: &str) -> Result<Option<(String, String, bool)>, BuildError> {
@@ -197,10 +203,12 @@ pub fn build(
     })?;
 
     // Seccomp profile: flat file name, content-addressed so a change never overwrites a
-    // profile a running pod uses.
+    // profile a running pod uses. The name carries only the hash: the legacy annotation's value
+    // `localhost/<file>` must stay within 63 characters (podman refuses longer ones), which a
+    // namespace and a skill name of up to 63 characters each would break.
     let profile = seccomp::build_profile(syscalls, effective)?;
     let (profile_json, profile_hash) = seccomp::render(&profile)?;
-    let profile_file = format!("ironclaw-{ns}-{name}-{}.json", &profile_hash[..16]);
+    let profile_file = profile_file_name(&profile_hash);
 
     let labels = json!({
         "app.kubernetes.io/name": "ironclaw-skill",
@@ -349,8 +357,10 @@ pub fn build(
         format!("container.seccomp.security.alpha.kubernetes.io/{SKILL_CONTAINER}"): format!("localhost/{profile_file}"),
         format!("container.seccomp.security.alpha.kubernetes.io/{SIDECAR_CONTAINER}"): "runtime/default",
         format!("container.seccomp.security.alpha.kubernetes.io/{INIT_CONTAINER}"): "runtime/default",
-        "ironclaw.dev/policy-sha256": policy_hash,
-        "ironclaw.dev/seccomp-profile-sha256": profile_hash,
+        // A change of either rolls the pod. The first 128 bits of each SHA-256: runtimes that
+        // check annotations like labels (podman) refuse values over 63 characters.
+        "ironclaw.dev/policy-sha256": &policy_hash[..32],
+        "ironclaw.dev/seccomp-profile-sha256": &profile_hash[..32],
     });
 
     let deployment = json!({

@@ -113,7 +113,10 @@ fn himalaya_gets_the_exact_pod() {
         !w.profile_file.contains('/'),
         "profile files sit flat in the seccomp root"
     );
-    assert!(w.profile_file.starts_with("ironclaw-agents-himalaya-"));
+    assert_eq!(
+        w.profile_file,
+        format!("ironclaw-{}.json", &w.profile_hash[..32])
+    );
     let ann = &d["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(
         ann["container.seccomp.security.alpha.kubernetes.io/skill"],
@@ -366,4 +369,29 @@ fn build_is_deterministic() {
     let (b, _) = built(&skill, &als);
     assert_eq!(j(&a.deployment), j(&b.deployment));
     assert_eq!(j(&a.profile), j(&b.profile));
+}
+
+#[test]
+fn annotation_values_fit_63_characters_even_with_the_longest_names() {
+    // Container runtimes that read the legacy per-container annotation (podman) refuse values
+    // over 63 characters; a namespace and a skill name may each be 63 characters long.
+    let (mut skill, mut als) = himalaya();
+    let long = "a".repeat(63);
+    skill.metadata.name = Some(long.clone());
+    skill.metadata.namespace = Some(format!("n{}", "s".repeat(62)));
+    als[0].spec.skills[0].name = long.clone();
+    let (w, _) = built(&skill, &als);
+    let d = j(&w.deployment);
+    let ann = d["spec"]["template"]["metadata"]["annotations"]
+        .as_object()
+        .unwrap();
+    assert!(ann.contains_key("ironclaw.dev/policy-sha256"));
+    for (k, v) in ann {
+        let v = v.as_str().unwrap();
+        assert!(v.len() <= 63, "{k}={v} is {} characters", v.len());
+    }
+    assert_eq!(
+        ann["container.seccomp.security.alpha.kubernetes.io/skill"],
+        format!("localhost/{}", w.profile_file)
+    );
 }

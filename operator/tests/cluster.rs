@@ -14,9 +14,10 @@ use ironclaw_crds::skill::Skill;
 use ironclaw_operator::authz::{Decision, authorise};
 use ironclaw_operator::seccomp::default_syscalls;
 use ironclaw_operator::workload::{WorkloadConfig, build};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -804,52 +805,37 @@ async fn only_one_operator_leads_and_channels_get_a_status() {
     drop_namespace(&client, &ns).await;
 }
 
-/// Builds the chart renderer (Go text/template + sprig, the engine Helm uses; no helm binary
-/// is packaged for this machine) and renders the chart for `kube_version`.
-fn render_chart(kube_version: &str, ns: &str, release: &str) -> String {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    let bin = BIN.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("ironclaw-chart-render-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("render");
-        let src = repo_root().join("charts/ironclaw/ci/render/main.go");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .current_dir(&dir)
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .env("GOCACHE", dir.join("cache"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run go ({e}); run tests/deps/operator.sh"));
-        assert!(
-            out.status.success(),
-            "building the chart renderer failed (run tests/deps/operator.sh): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
-    });
-    let out = Command::new(bin)
-        .arg(repo_root().join("charts/ironclaw"))
-        .args([
-            "--kube-version",
-            kube_version,
-            "--namespace",
-            ns,
-            "--release",
-            release,
-        ])
+/// `helm ARGS…` (the real helm, installed by tests/deps/operator.sh); returns stdout.
+fn helm(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("helm")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run helm ({e}); run tests/deps/operator.sh"));
     assert!(
         out.status.success(),
-        "rendering the chart failed: {}",
+        "helm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The chart rendered by `helm template` for `kube_version`.
+fn render_chart(kube_version: &str, ns: &str, release: &str) -> String {
+    let chart = repo_root().join("charts/ironclaw");
+    helm(
+        &kubeconfig(),
+        &[
+            "template",
+            release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            ns,
+            "--kube-version",
+            kube_version,
+        ],
+    )
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
@@ -876,7 +862,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chart_renders_applies_and_its_rbac_is_enough_for_the_operator() {
+async fn helm_renders_installs_upgrades_and_uninstalls_the_chart_and_its_rbac_suffices() {
     let client = client().await;
     let kcfg = kubeconfig();
     let release_ns = namespace(&client, "ic-chart").await;
@@ -919,11 +905,76 @@ async fn chart_renders_applies_and_its_rbac_is_enough_for_the_operator() {
         )),
         "{dry}"
     );
-    kubectl(
-        &kcfg,
-        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-        Some(&old),
+    // A real `helm install`. Helm 4 applies server-side by default, which this 1.20 API server
+    // supports. The CRDs exist already (every test applies them with kubectl) and the
+    // cluster-wide objects (CRDs, the user ClusterRoles) may come from earlier runs:
+    // `--take-ownership --force-conflicts` adopts them into this release.
+    let chart = repo_root().join("charts/ironclaw");
+    let chart = chart.to_str().unwrap();
+    let lint = helm(&kcfg, &["lint", "--strict", chart]);
+    assert!(
+        lint.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{lint}"
     );
+    // Whatever happens below, the release (and its cluster-wide objects) goes at the end.
+    struct Uninstall(PathBuf, String, String);
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            let _ = Command::new("helm")
+                .env("KUBECONFIG", &self.0)
+                .args([
+                    "uninstall",
+                    &self.1,
+                    "--namespace",
+                    &self.2,
+                    "--ignore-not-found",
+                ])
+                .output();
+        }
+    }
+    let _uninstall = Uninstall(kcfg.clone(), release.clone(), release_ns.clone());
+    let out = helm(
+        &kcfg,
+        &[
+            "install",
+            &release,
+            chart,
+            "--namespace",
+            &release_ns,
+            "--take-ownership",
+            "--force-conflicts",
+        ],
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    check_release_objects(&client, &release_ns, &release).await;
+    // The node installer may list and watch ConfigMaps everywhere (install-profiles is a
+    // watch), and nothing more.
+    let installer = format!("system:serviceaccount:{release_ns}:{release}-node-installer");
+    for (verb, want) in [
+        ("list", "yes"),
+        ("watch", "yes"),
+        ("create", "no"),
+        ("delete", "no"),
+    ] {
+        let can = Command::new("kubectl")
+            .env("KUBECONFIG", &kcfg)
+            .args([
+                "auth",
+                "can-i",
+                verb,
+                "configmaps",
+                "--all-namespaces",
+                "--as",
+                &installer,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&can.stdout).trim(),
+            want,
+            "node installer: {verb} configmaps"
+        );
+    }
 
     // The operator, running as the chart's ServiceAccount, can do its whole job.
     let token = kubectl(
@@ -990,14 +1041,139 @@ async fn chart_renders_applies_and_its_rbac_is_enough_for_the_operator() {
         op.stderr()
     );
     op.stop();
-    for kind in ["clusterrole", "clusterrolebinding"] {
-        for suffix in ["operator", "node-installer"] {
-            let _ = Command::new("kubectl")
-                .env("KUBECONFIG", &kcfg)
-                .args(["delete", kind, &format!("{release}-{suffix}")])
-                .output();
-        }
-    }
     drop_namespace(&client, &app_ns).await;
+
+    // `helm upgrade`: a changed value reaches the objects, in a new revision.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &release_ns);
+    let op_name = format!("{release}-operator");
+    let out = helm(
+        &kcfg,
+        &[
+            "upgrade",
+            &release,
+            chart,
+            "--namespace",
+            &release_ns,
+            "--reuse-values",
+            "--force-conflicts",
+            "--set",
+            "operator.replicas=2",
+        ],
+    );
+    assert!(out.contains("REVISION: 2"), "{out}");
+    let d = deployments.get(&op_name).await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2));
+
+    // `helm uninstall`: the release's objects go; the CRDs stay (resource-policy keep), and
+    // with them every Skill, Allowlist and Channel in the cluster.
+    let out = helm(
+        &kcfg,
+        &["uninstall", &release, "--namespace", &release_ns, "--wait"],
+    );
+    assert!(out.contains("uninstalled"), "{out}");
+    assert!(deployments.get_opt(&op_name).await.unwrap().is_none());
+    assert!(
+        Api::<DaemonSet>::namespaced(client.clone(), &release_ns)
+            .get_opt(&format!("{release}-node-installer"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for cr in [&op_name, &format!("{release}-node-installer")] {
+        assert!(
+            Api::<ClusterRole>::all(client.clone())
+                .get_opt(cr)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Api::<ClusterRoleBinding>::all(client.clone())
+                .get_opt(cr)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in [
+        "skills.ironclaw.dev",
+        "allowlists.ironclaw.dev",
+        "channels.ironclaw.dev",
+    ] {
+        assert!(
+            crds.get_opt(name).await.unwrap().is_some(),
+            "helm uninstall deleted {name}"
+        );
+    }
     drop_namespace(&client, &release_ns).await;
+}
+
+/// What `helm install` of release `release` in `ns` must have created (Kubernetes 1.20).
+async fn check_release_objects(client: &Client, ns: &str, release: &str) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in [
+        "skills.ironclaw.dev",
+        "allowlists.ironclaw.dev",
+        "channels.ironclaw.dev",
+    ] {
+        let crd = crds.get(name).await.unwrap();
+        let ann = crd.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            ann.get("meta.helm.sh/release-name").map(String::as_str),
+            Some(release),
+            "{name}: {ann:?}"
+        );
+        assert_eq!(
+            ann.get("helm.sh/resource-policy").map(String::as_str),
+            Some("keep")
+        );
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{name} not Established");
+        // Before 1.25 the chart installs the variant without CEL rules.
+        let schema = serde_json::to_string(&crd.spec.versions).unwrap();
+        assert!(!schema.contains("x-kubernetes-validations"), "{name}");
+    }
+    let op_name = format!("{release}-operator");
+    let ni_name = format!("{release}-node-installer");
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(&op_name)
+        .await
+        .unwrap();
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(op_name.as_str()));
+    let ds = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .get(&ni_name)
+        .await
+        .unwrap();
+    let tpl = serde_json::to_string(&ds.spec.unwrap().template).unwrap();
+    assert!(tpl.contains("install-profiles"), "{tpl}");
+    let sas = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    for sa in [&op_name, &ni_name] {
+        sas.get(sa).await.unwrap();
+    }
+    let cluster_roles = Api::<ClusterRole>::all(client.clone());
+    for cr in [
+        op_name.as_str(),
+        ni_name.as_str(),
+        "ironclaw-skill-author",
+        "ironclaw-allowlist-admin",
+    ] {
+        cluster_roles.get(cr).await.unwrap();
+    }
+    let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+    for b in [&op_name, &ni_name] {
+        bindings.get(b).await.unwrap();
+    }
+    Api::<Role>::namespaced(client.clone(), ns)
+        .get(&format!("{release}-operator-leader"))
+        .await
+        .unwrap();
 }

@@ -22,7 +22,16 @@ fn conf_dir() -> &'static Path {
             "[containers]\ndefault_ulimits = [\"nofile=20000:20000\",\"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n",
         )
         .unwrap();
-        // An offline image: a busybox-static rootfs imported with a version tag.
+        // An offline image: a busybox-static rootfs imported with a version tag (once: a
+        // re-import would leave the previous one behind untagged).
+        let exists = Command::new("podman")
+            .env("CONTAINERS_CONF", d.path().join("containers.conf"))
+            .args(["image", "exists", IMAGE])
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            return d;
+        }
         let root = d.path().join("rootfs/bin");
         std::fs::create_dir_all(&root).unwrap();
         let busybox = Path::new("/bin/busybox");

@@ -266,3 +266,40 @@ fn content_api_scans_wraps_and_logs_without_content() {
             .contains("Content tagged [UNTRUSTED] comes from external sources.")
     );
 }
+
+#[test]
+fn agent_stops_at_once_on_sigterm_with_status_0() {
+    // As a container's PID 1 the agent ignores SIGTERM unless it handles it; the kubelet's stop
+    // would then wait out the grace period and kill it.
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policy.json");
+    std::fs::write(
+        &pol,
+        serde_json::json!({
+            "skill": "probe", "namespace": "default", "sandboxMode": "strict", "grants": {},
+            "proxy": "127.0.0.1:15001", "admin": "127.0.0.1:0", "workspace": "/workspace/skills/probe",
+            "seccompProfile": "p.json",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut agent = start(&pol);
+    assert!(http_get(&agent.admin, "/live").contains("200 OK"));
+    let st = Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

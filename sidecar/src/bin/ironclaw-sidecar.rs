@@ -1,5 +1,5 @@
-//! The in-pod `ironclaw-sidecar` binary: `exec` (skill wrapper) and `install-wrapper`
-//! (init container).
+//! The in-pod `ironclaw-sidecar` binary: `exec` (skill wrapper), `agent` (egress proxy and
+//! admin server), `install-wrapper` (init container) and `install-profiles` (node installer).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -36,7 +36,8 @@ enum Cmd {
         #[arg(long)]
         admin_listen: std::net::SocketAddr,
     },
-    /// Write the operator's seccomp-profile ConfigMaps into the node's seccomp root.
+    /// Write the operator's seccomp-profile ConfigMaps into the node's seccomp root: a watch
+    /// (everything first, then each change as it happens), or one pass with `--once`.
     InstallProfiles {
         /// Label selector of the profile ConfigMaps.
         #[arg(long)]
@@ -44,9 +45,6 @@ enum Cmd {
         /// The kubelet's seccomp root (as mounted).
         #[arg(long)]
         root: PathBuf,
-        /// Seconds between passes.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        interval: u64,
         /// One pass, then exit (non-zero if any ConfigMap was refused).
         #[arg(long)]
         once: bool,
@@ -79,9 +77,8 @@ fn main() -> ExitCode {
         Cmd::InstallProfiles {
             selector,
             root,
-            interval,
             once,
-        } => run_install_profiles(&selector, &root, interval, once),
+        } => run_install_profiles(&selector, &root, once),
         Cmd::InstallWrapper { dir } => std::env::current_exe()
             .map_err(|e| format!("install-wrapper: locating own executable: {e}"))
             .and_then(|me| install::install_wrapper(&me, &dir).map_err(|e| e.to_string()))
@@ -94,6 +91,12 @@ fn main() -> ExitCode {
             ExitCode::from(126)
         }
     }
+}
+
+/// A line on stderr that never fails the caller (stderr may be closed by then).
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn run_agent(
@@ -118,19 +121,30 @@ fn run_agent(
         );
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| policy.skill.clone());
         let session = format!("{}/{pod}", policy.namespace);
-        agent::serve(policy, session, bound)
-            .await
-            .map_err(|e| e.to_string())
+        // As a container's PID 1 nothing stops the agent but a handled signal: SIGTERM (the
+        // kubelet's stop) and SIGINT end it at once, with exit status 0. Audit lines are written
+        // whole and synchronously, so stopping never tears one.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("agent: handling SIGTERM: {e}"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("agent: handling SIGINT: {e}"))?;
+        tokio::select! {
+            r = agent::serve(policy, session, bound) => r.map_err(|e| e.to_string()),
+            _ = term.recv() => {
+                note("ironclaw-sidecar agent: SIGTERM, stopping");
+                Ok(())
+            }
+            _ = int.recv() => {
+                note("ironclaw-sidecar agent: SIGINT, stopping");
+                Ok(())
+            }
+        }
     })
 }
 
-fn run_install_profiles(
-    selector: &str,
-    root: &std::path::Path,
-    interval: u64,
-    once: bool,
-) -> Result<(), String> {
-    use ironclaw_sidecar::pod::profiles::sync_from_cluster;
+fn run_install_profiles(selector: &str, root: &std::path::Path, once: bool) -> Result<(), String> {
+    use ironclaw_sidecar::pod::profiles::{WatchOutcome, sync_from_cluster, watch};
     if !root.is_dir() {
         return Err(format!(
             "install-profiles: --root {}: not a directory",
@@ -145,34 +159,45 @@ fn run_install_profiles(
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("install-profiles: Kubernetes client: {e}"))?;
-        loop {
-            match sync_from_cluster(client.clone(), selector, root).await {
-                Ok((report, errors)) => {
-                    for k in &report.written {
-                        eprintln!("install-profiles: wrote {}", root.join(k).display());
-                    }
-                    for e in &errors {
-                        eprintln!("install-profiles: refused: {e}");
-                    }
-                    if once {
-                        return if errors.is_empty() {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "install-profiles: {} ConfigMap(s) refused",
-                                errors.len()
-                            ))
-                        };
-                    }
-                }
-                Err(e) if once => {
-                    return Err(format!(
-                        "install-profiles: listing ConfigMaps ({selector}): {e}"
-                    ));
-                }
-                Err(e) => eprintln!("install-profiles: listing ConfigMaps ({selector}): {e}"),
+        if once {
+            let (report, errors) = sync_from_cluster(client, selector, root)
+                .await
+                .map_err(|e| format!("install-profiles: listing ConfigMaps ({selector}): {e}"))?;
+            for k in &report.written {
+                eprintln!("install-profiles: wrote {}", root.join(k).display());
             }
-            tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+            for e in &errors {
+                eprintln!("install-profiles: refused: {e}");
+            }
+            return if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "install-profiles: {} ConfigMap(s) refused",
+                    errors.len()
+                ))
+            };
+        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| format!("install-profiles: handling SIGTERM: {e}"))?;
+        let report = |o: WatchOutcome| match o {
+            WatchOutcome::Synced { report, .. } => {
+                for k in &report.written {
+                    eprintln!("install-profiles: wrote {}", root.join(k).display());
+                }
+            }
+            WatchOutcome::Refused(e) => eprintln!("install-profiles: refused: {e}"),
+            WatchOutcome::WatchError(e) => {
+                eprintln!("install-profiles: watching ConfigMaps ({selector}): {e}; retrying")
+            }
+            WatchOutcome::Listed => eprintln!("install-profiles: in step; watching for changes"),
+        };
+        tokio::select! {
+            () = watch(client, selector, root, report) => {
+                Err("install-profiles: the watch ended".to_owned())
+            }
+            _ = term.recv() => Ok(()),
         }
     })
 }

@@ -1,6 +1,7 @@
 //! `ironclaw-sidecar install-profiles`: writes the operator's seccomp profiles (ConfigMaps
 //! labelled `ironclaw.dev/seccomp-profile=true`, key = flat file name, value = profile JSON)
-//! into the kubelet's seccomp root on each node.
+//! into the kubelet's seccomp root on each node: one pass ([`sync_from_cluster`]) or a watch
+//! ([`watch`]).
 
 use std::path::{Path, PathBuf};
 
@@ -102,6 +103,70 @@ pub fn sync(root: &Path, entries: &[(String, String, String)]) -> Result<SyncRep
     Ok(report)
 }
 
+/// `namespace/name` of a ConfigMap and its `(source, key, content)` entries.
+fn entries_of(
+    cm: k8s_openapi::api::core::v1::ConfigMap,
+) -> (String, Vec<(String, String, String)>) {
+    let src = format!(
+        "{}/{}",
+        cm.metadata.namespace.unwrap_or_default(),
+        cm.metadata.name.unwrap_or_default()
+    );
+    let entries = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (src.clone(), k, v))
+        .collect();
+    (src, entries)
+}
+
+/// What [`watch`] did with one event.
+#[derive(Debug)]
+pub enum WatchOutcome {
+    /// A ConfigMap (`namespace/name`) was synced.
+    Synced { source: String, report: SyncReport },
+    /// A ConfigMap was refused whole (a bad key or content): nothing of it was written.
+    Refused(ProfileError),
+    /// The watch failed; it lists again after a backoff.
+    WatchError(String),
+    /// The initial list (or a re-list after an error) is complete.
+    Listed,
+}
+
+/// Keeps `root` in step with the profile ConfigMaps (`selector`, all namespaces): a watch that
+/// lists everything first (and again after an error, with backoff), then syncs each ConfigMap as
+/// it is added or changed — a new profile is on the node within moments of the operator writing
+/// it. A deleted ConfigMap leaves its files: they are content-addressed and a running pod may
+/// still use one. `report` hears every outcome. Returns only if the watch stream ends.
+pub async fn watch(
+    client: kube::Client,
+    selector: &str,
+    root: &Path,
+    mut report: impl FnMut(WatchOutcome),
+) {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: kube::Api<ConfigMap> = kube::Api::all(client);
+    let cfg = watcher::Config::default().labels(selector);
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                let (source, entries) = entries_of(cm);
+                match sync(root, &entries) {
+                    Ok(r) => report(WatchOutcome::Synced { source, report: r }),
+                    Err(e) => report(WatchOutcome::Refused(e)),
+                }
+            }
+            Ok(watcher::Event::InitDone) => report(WatchOutcome::Listed),
+            Ok(watcher::Event::Init | watcher::Event::Delete(_)) => {}
+            Err(e) => report(WatchOutcome::WatchError(e.to_string())),
+        }
+    }
+}
+
 /// The `key -> content` entries of every ConfigMap matching `selector`, in all namespaces,
 /// each tagged with `namespace/name`.
 pub async fn list_from_cluster(
@@ -113,24 +178,7 @@ pub async fn list_from_cluster(
     let list = api
         .list(&kube::api::ListParams::default().labels(selector))
         .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .map(|cm| {
-            let src = format!(
-                "{}/{}",
-                cm.metadata.namespace.unwrap_or_default(),
-                cm.metadata.name.unwrap_or_default()
-            );
-            let entries = cm
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (src.clone(), k, v))
-                .collect();
-            (src, entries)
-        })
-        .collect())
+    Ok(list.items.into_iter().map(entries_of).collect())
 }
 
 /// One pass: lists the profile ConfigMaps and syncs each into `root`. A ConfigMap with a bad
