@@ -49,6 +49,11 @@ pub struct Args {
     /// Port of the sidecar's admin server (metrics, health).
     #[arg(long, env = "IRONCLAW_ADMIN_PORT", default_value_t = 15090)]
     pub admin_port: u16,
+    /// What each sidecar's `POST /v1/content` does with content the injection scanner flags
+    /// (local mode's `security.injectionDefense.mode`): flag (pass it marked), block (refuse it)
+    /// or off.
+    #[arg(long, env = "IRONCLAW_INJECTION_MODE", default_value = "flag", value_parser = ["flag", "block", "off"])]
+    pub injection_mode: String,
     /// PersistentVolumeClaim (in each skill's namespace) backing the workspace's shared/.
     #[arg(long, env = "IRONCLAW_SHARED_CLAIM", default_value = "ironclaw-shared")]
     pub shared_claim: String,
@@ -179,6 +184,7 @@ pub async fn run(args: Args, audit: AuditLog) -> Result<(), RunError> {
             proxy_port: args.proxy_port,
             admin_port: args.admin_port,
             shared_claim: args.shared_claim.clone(),
+            injection_mode: args.injection_mode.clone(),
             ..WorkloadConfig::default()
         },
         syscalls: seccomp::default_syscalls(),

@@ -61,6 +61,9 @@ pub struct WorkloadConfig {
     pub shared_claim: String,
     /// UID and GID the pod runs as (non-root).
     pub run_as: i64,
+    /// `injectionMode` of the pod policy (`flag`, `block` or `off`; the sidecar refuses
+    /// anything else when it starts).
+    pub injection_mode: String,
 }
 
 impl Default for WorkloadConfig {
@@ -72,6 +75,7 @@ impl Default for WorkloadConfig {
             admin_port: 15090,
             shared_claim: "ironclaw-shared".into(),
             run_as: 65532,
+            injection_mode: "flag".into(),
         }
     }
 }
@@ -294,6 +298,7 @@ pub fn build(
         "admin": format!("0.0.0.0:{}", cfg.admin_port),
         "workspace": own_dir,
         "seccompProfile": profile_file,
+        "injectionMode": cfg.injection_mode,
     });
     let policy_text =
         serde_json::to_string_pretty(&policy_doc).map_err(|source| BuildError::Object {

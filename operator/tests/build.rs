@@ -32,6 +32,14 @@ fn himalaya() -> (Skill, Vec<Allowlist>) {
 }
 
 fn built(skill: &Skill, allowlists: &[Allowlist]) -> (Workload, Decision) {
+    built_with(skill, allowlists, &WorkloadConfig::default())
+}
+
+fn built_with(
+    skill: &Skill,
+    allowlists: &[Allowlist],
+    cfg: &WorkloadConfig,
+) -> (Workload, Decision) {
     let requested = skill.spec.validate().unwrap();
     let decision = authorise(
         skill.metadata.name.as_deref().unwrap(),
@@ -46,14 +54,7 @@ fn built(skill: &Skill, allowlists: &[Allowlist]) -> (Workload, Decision) {
     else {
         panic!("not authorised: {decision:?}");
     };
-    let w = build(
-        skill,
-        effective,
-        env_secrets,
-        &default_syscalls(),
-        &WorkloadConfig::default(),
-    )
-    .unwrap();
+    let w = build(skill, effective, env_secrets, &default_syscalls(), cfg).unwrap();
     (w, decision)
 }
 
@@ -215,6 +216,22 @@ fn himalaya_gets_the_exact_pod() {
         json!({"network": ["imap.gmail.com:993", "smtp.gmail.com:587"], "env": ["IMAP_PASSWORD"], "filesystem": ["shared:ro"], "shell": false})
     );
     assert_eq!(pol["seccompProfile"], w.profile_file.as_str());
+    // The operator's --injection-mode reaches the sidecar (flag by default), and a change of
+    // it changes the policy's hash, so the pod is rolled.
+    assert_eq!(pol["injectionMode"], "flag");
+    let (skill, als) = himalaya();
+    let blocking = WorkloadConfig {
+        injection_mode: "block".into(),
+        ..WorkloadConfig::default()
+    };
+    let (wb, _) = built_with(&skill, &als, &blocking);
+    let polb: Value =
+        serde_json::from_str(j(&wb.policy)["data"]["policy.json"].as_str().unwrap()).unwrap();
+    assert_eq!(polb["injectionMode"], "block");
+    assert_ne!(
+        j(&wb.deployment)["spec"]["template"]["metadata"]["annotations"],
+        j(&w.deployment)["spec"]["template"]["metadata"]["annotations"]
+    );
 }
 
 #[test]

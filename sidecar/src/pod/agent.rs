@@ -142,6 +142,7 @@ pub async fn serve(policy: &PodPolicy, session_id: String, bound: Bound) -> Resu
             source: std::io::Error::other(e.to_string()),
         })?,
         ledger: ironclaw_scanner::ProvenanceLedger::new(),
+        injection_mode: policy.injection_mode,
         audit: StdoutAuditSink {
             skill: policy.skill.clone(),
             session_id: sink_session.clone(),
@@ -165,6 +166,8 @@ struct AdminState {
     scanner: ironclaw_scanner::Scanner,
     /// Ids of the [UNTRUSTED] wrappers this sidecar issued, and whether each was flagged.
     ledger: ironclaw_scanner::ProvenanceLedger,
+    /// `injectionMode` of the pod policy: in `block` mode flagged content is refused.
+    injection_mode: ironclaw_scanner::Mode,
     audit: StdoutAuditSink,
 }
 
@@ -217,7 +220,7 @@ async fn content(req: Request<Incoming>, state: &AdminState) -> (StatusCode, &'s
     let Some(text) = body["text"].as_str() else {
         return bad_request("\"text\" is required: the retrieved content");
     };
-    let result = state.scanner.scan(text, ironclaw_scanner::Mode::Flag);
+    let result = state.scanner.scan(text, state.injection_mode);
     let spans: Vec<[usize; 2]> = result
         .spans()
         .into_iter()
@@ -237,6 +240,15 @@ async fn content(req: Request<Incoming>, state: &AdminState) -> (StatusCode, &'s
         rec.event = EventType::InjectionDetected;
         rec.fields = fields;
         state.audit.write(&rec);
+    }
+    if result.decision == ironclaw_scanner::Decision::Block {
+        return json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "decision": result.decision, "categories": result.categories, "spans": spans,
+                "message": "content refused: the injection scanner flagged it and the pod's injectionMode is block",
+            }),
+        );
     }
     let tagged = state.ledger.issue(source, text, result.detected());
     json_response(

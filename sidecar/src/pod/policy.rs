@@ -37,6 +37,9 @@ struct Raw {
     admin: String,
     workspace: PathBuf,
     seccomp_profile: String,
+    /// `security.injectionDefense.mode` for this pod; absent means `flag` (the default).
+    #[serde(default)]
+    injection_mode: Option<String>,
 }
 
 /// A validated pod policy.
@@ -53,6 +56,8 @@ pub struct PodPolicy {
     /// The skill's own workspace (absolute).
     pub workspace: PathBuf,
     pub seccomp_profile: String,
+    /// What the sidecar's `POST /v1/content` does with flagged content (`flag` by default).
+    pub injection_mode: ironclaw_scanner::Mode,
 }
 
 impl PodPolicy {
@@ -120,6 +125,12 @@ impl PodPolicy {
         if raw.seccomp_profile.is_empty() {
             return Err(field("seccompProfile", "must not be empty".into()));
         }
+        let injection_mode = match raw.injection_mode.as_deref() {
+            None => ironclaw_scanner::Mode::Flag,
+            Some(m) => m.parse().map_err(|e: ironclaw_scanner::ModeParseError| {
+                field("injectionMode", e.to_string())
+            })?,
+        };
         Ok(PodPolicy {
             skill: raw.skill,
             namespace: raw.namespace,
@@ -129,6 +140,7 @@ impl PodPolicy {
             admin,
             workspace: raw.workspace,
             seccomp_profile: raw.seccomp_profile,
+            injection_mode,
         })
     }
 
@@ -168,6 +180,27 @@ mod tests {
         assert_eq!(p.proxy.port(), 15001);
         let p = PodPolicy::parse(Path::new("p"), &doc("/data/other")).unwrap();
         assert_eq!(p.workspace_root(), Path::new("/data/other"));
+    }
+
+    #[test]
+    fn injection_mode_defaults_to_flag_and_bad_values_name_the_allowed_ones() {
+        let p = PodPolicy::parse(Path::new("p"), &doc("/w")).unwrap();
+        assert_eq!(p.injection_mode, ironclaw_scanner::Mode::Flag);
+        let with = |m: &str| {
+            doc("/w").replace(
+                "\"seccompProfile\"",
+                &format!("\"injectionMode\":\"{m}\",\"seccompProfile\""),
+            )
+        };
+        let p = PodPolicy::parse(Path::new("p"), &with("block")).unwrap();
+        assert_eq!(p.injection_mode, ironclaw_scanner::Mode::Block);
+        let e = PodPolicy::parse(Path::new("policy.json"), &with("warn"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("injectionMode") && e.contains("warn") && e.contains("\"block\""),
+            "{e}"
+        );
     }
 
     #[test]
