@@ -684,7 +684,7 @@ async fn bytes_sent_right_after_the_connect_head_and_half_close_are_relayed() {
 }
 
 #[tokio::test]
-async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed_once() {
+async fn a_request_with_both_content_length_and_chunked_is_refused_and_never_reaches_the_origin() {
     let origin = http_origin("127.0.0.2").await;
     let o = origin.addr.to_string();
     let p = start(std::slice::from_ref(&o), no_dns()).await;
@@ -697,10 +697,13 @@ async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed
         .as_bytes(),
     )
     .await;
-    // Forwarded framed by the chunked encoding only (a stale Content-Length would make the
-    // origin connection fail and the client get 502).
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "hello");
+    // Ambiguous framing (RFC 9112 6.3): the request-smuggling vector is refused outright.
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("ambiguous framing"), "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_within(&mut c, Duration::from_secs(5)).await);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 0);
+    assert!(p.sink.take().is_empty());
 }
 
 #[tokio::test]
