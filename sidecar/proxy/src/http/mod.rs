@@ -55,6 +55,10 @@ struct Conn<'p> {
     upstream: Option<Upstream>,
     up_pipe: PipeSlot,
     down_pipe: PipeSlot,
+    /// The header-read timer. Armed lazily: it is moved only when it fires before the current
+    /// deadline, so a request costs no timer registration (each one would wake the driver
+    /// with an extra system call).
+    head_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// What to do after an exchange.
@@ -115,6 +119,7 @@ impl EgressProxy {
             upstream: None,
             up_pipe: PipeSlot::default(),
             down_pipe: PipeSlot::default(),
+            head_timer: Box::pin(tokio::time::sleep(self.config.header_read_timeout)),
         };
         let next = conn.run().await;
         let Conn {
@@ -209,12 +214,23 @@ impl Conn<'_> {
                 }
             }
             let (mut r, _) = self.client.split();
-            match tokio::time::timeout_at(deadline, self.cbuf.fill(&mut r)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Err(_) if !self.cbuf.is_empty() => {
-                    self.proxy.metrics.malformed.inc();
+            let read = tokio::select! {
+                biased;
+                n = self.cbuf.fill(&mut r) => n,
+                () = self.head_timer.as_mut() => {
+                    if Instant::now() < deadline {
+                        // Fired for an earlier deadline: re-arm for this one.
+                        self.head_timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    if !self.cbuf.is_empty() {
+                        self.proxy.metrics.malformed.inc();
+                    }
                     return Ok(None);
                 }
+            };
+            match read {
+                Ok(n) if n > 0 => {}
                 _ => return Ok(None),
             }
         }
