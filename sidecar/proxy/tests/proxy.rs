@@ -157,6 +157,11 @@ async fn one_mib_bodies_pass_intact_both_ways() {
     req.extend_from_slice(&big);
     let r = roundtrip(&mut c, &req).await;
     assert!(r.body == big, "upload differs");
+    // After spliced bodies the origin connection is still reused (a stale readiness left by
+    // the last splice must not make it look closed).
+    let r = roundtrip(&mut c, &get(&o, "/big")).await;
+    assert!(r.body == big_body(), "second download differs");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -99,11 +99,15 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-/// Whether the origin connection has nothing unexpected to say (no early bytes, no close
-/// seen). Uses the readiness the runtime already has: no system call.
+/// Whether the origin connection has nothing unexpected to say (no early bytes, no close).
+/// Uses the readiness the runtime already holds: no system call when the last read drained the
+/// socket; one non-blocking peek when it may not have (after a spliced body), which clears a
+/// stale readiness.
 fn looks_idle(s: &TcpStream) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
-    matches!(s.poll_read_ready(&mut cx), Poll::Pending)
+    let mut byte = [0u8; 1];
+    let mut peek = tokio::io::ReadBuf::new(&mut byte);
+    matches!(s.poll_peek(&mut cx, &mut peek), Poll::Pending)
 }
 
 impl EgressProxy {
