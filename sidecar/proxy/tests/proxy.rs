@@ -793,3 +793,34 @@ async fn random_garbage_never_takes_the_proxy_down() {
         "garbage let something through"
     );
 }
+
+#[tokio::test]
+async fn a_busy_keep_alive_connection_outlives_the_header_timeout_and_closes_when_idle() {
+    let origin = http_origin("127.0.0.2").await;
+    let o = origin.addr.to_string();
+    let config = ProxyConfig {
+        header_read_timeout: Duration::from_secs(1),
+        ..ProxyConfig::default()
+    };
+    let p = start_with(
+        std::slice::from_ref(&o),
+        Mode::Enforce,
+        no_dns(),
+        Arc::new(RecordingSink::default()),
+        config,
+    )
+    .await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    // Requests every 250 ms for 2.5 s: each head arrives well within its own 1-s deadline, so
+    // the connection's timer (armed once, for the first head) must be re-armed, not obeyed.
+    for i in 0..10 {
+        let r = roundtrip(&mut c, &get(&o, &format!("/{i}"))).await;
+        assert_eq!(r.status, 200, "request {i}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "idle keep-alive left open"
+    );
+}
