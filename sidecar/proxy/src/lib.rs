@@ -123,7 +123,7 @@ impl EgressProxy {
         sink: Arc<dyn EventSink>,
         mut config: ProxyConfig,
     ) -> Self {
-        // hyper refuses a read buffer below 8 KiB.
+        // A request head buffer below 8 KiB would refuse ordinary requests.
         config.max_header_bytes = config.max_header_bytes.max(8192);
         config.max_connections = config.max_connections.max(1);
         config.relay_buffer = config.relay_buffer.max(4096);
@@ -169,7 +169,7 @@ impl EgressProxy {
             let this = self.clone();
             // The permit lives as long as the connection, including a CONNECT tunnel it turns
             // into, so tunnels count toward `max_connections` too.
-            tokio::spawn(this.serve_http_conn(stream, Arc::new(permit)));
+            tokio::spawn(async move { this.serve_http_conn(stream, permit).await });
         }
     }
 

@@ -130,7 +130,7 @@ pub(crate) async fn relay_tcp(
 }
 
 #[cfg(target_os = "linux")]
-mod splice {
+pub(crate) mod splice {
     use super::{RelayEnd, idle_watch};
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -141,14 +141,15 @@ mod splice {
     use tokio::net::tcp::{ReadHalf, WriteHalf};
 
     /// Bytes asked of one splice call (the pipe is enlarged to this when the system allows).
-    const CHUNK: usize = 1 << 20;
+    pub(crate) const CHUNK: usize = 1 << 20;
 
-    struct Pipe {
+    /// A pipe used to splice one direction of a connection; always drained before reuse.
+    pub(crate) struct Pipe {
         r: OwnedFd,
         w: OwnedFd,
     }
 
-    fn pipe() -> io::Result<Pipe> {
+    pub(crate) fn pipe() -> io::Result<Pipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -190,8 +191,17 @@ mod splice {
         unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
     }
 
+    /// Moves up to `len` bytes from the socket `from` into the (empty) pipe, waiting until some
+    /// are there; `Ok(0)` at end of stream.
+    pub(crate) async fn fill(pipe: &Pipe, from: &TcpStream, len: usize) -> io::Result<usize> {
+        from.async_io(Interest::READABLE, || {
+            splice(from.as_raw_fd(), pipe.w.as_raw_fd(), len)
+        })
+        .await
+    }
+
     /// Moves `n` bytes from the pipe to `to`.
-    async fn drain(pipe: &Pipe, to: &TcpStream, n: usize) -> io::Result<()> {
+    pub(crate) async fn drain(pipe: &Pipe, to: &TcpStream, n: usize) -> io::Result<()> {
         let mut left = n;
         while left > 0 {
             left -= to
@@ -219,12 +229,7 @@ mod splice {
         let mut bulk = false;
         loop {
             let n = if bulk {
-                let src = from.as_ref();
-                let n = src
-                    .async_io(Interest::READABLE, || {
-                        splice(src.as_raw_fd(), pipe.w.as_raw_fd(), CHUNK)
-                    })
-                    .await?;
+                let n = fill(pipe, from.as_ref(), CHUNK).await?;
                 if n > 0 {
                     drain(pipe, to.as_ref(), n).await?;
                 }

@@ -157,6 +157,11 @@ async fn one_mib_bodies_pass_intact_both_ways() {
     req.extend_from_slice(&big);
     let r = roundtrip(&mut c, &req).await;
     assert!(r.body == big, "upload differs");
+    // After spliced bodies the origin connection is still reused (a stale readiness left by
+    // the last splice must not make it look closed).
+    let r = roundtrip(&mut c, &get(&o, "/big")).await;
+    assert!(r.body == big_body(), "second download differs");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -684,7 +689,7 @@ async fn bytes_sent_right_after_the_connect_head_and_half_close_are_relayed() {
 }
 
 #[tokio::test]
-async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed_once() {
+async fn a_request_with_both_content_length_and_chunked_is_refused_and_never_reaches_the_origin() {
     let origin = http_origin("127.0.0.2").await;
     let o = origin.addr.to_string();
     let p = start(std::slice::from_ref(&o), no_dns()).await;
@@ -697,10 +702,13 @@ async fn a_chunked_request_with_a_stale_content_length_reaches_the_origin_framed
         .as_bytes(),
     )
     .await;
-    // Forwarded framed by the chunked encoding only (a stale Content-Length would make the
-    // origin connection fail and the client get 502).
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "hello");
+    // Ambiguous framing (RFC 9112 6.3): the request-smuggling vector is refused outright.
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("ambiguous framing"), "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_within(&mut c, Duration::from_secs(5)).await);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 0);
+    assert!(p.sink.take().is_empty());
 }
 
 #[tokio::test]
@@ -783,5 +791,36 @@ async fn random_garbage_never_takes_the_proxy_down() {
     assert!(
         p.sink.take().iter().all(|e| e.blocked),
         "garbage let something through"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_keep_alive_connection_outlives_the_header_timeout_and_closes_when_idle() {
+    let origin = http_origin("127.0.0.2").await;
+    let o = origin.addr.to_string();
+    let config = ProxyConfig {
+        header_read_timeout: Duration::from_secs(1),
+        ..ProxyConfig::default()
+    };
+    let p = start_with(
+        std::slice::from_ref(&o),
+        Mode::Enforce,
+        no_dns(),
+        Arc::new(RecordingSink::default()),
+        config,
+    )
+    .await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    // Requests every 250 ms for 2.5 s: each head arrives well within its own 1-s deadline, so
+    // the connection's timer (armed once, for the first head) must be re-armed, not obeyed.
+    for i in 0..10 {
+        let r = roundtrip(&mut c, &get(&o, &format!("/{i}"))).await;
+        assert_eq!(r.status, 200, "request {i}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "idle keep-alive left open"
     );
 }

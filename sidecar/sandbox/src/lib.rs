@@ -7,7 +7,8 @@
 //!   only) or `audit-only` (nothing blocked, every attempt reported).
 //! - [`apply_in_place`]: the in-pod exec wrapper's variant (no namespaces).
 //!
-//! Linux-only code lives in the private `linux` module behind `cfg(target_os = "linux")`.
+//! Linux-only code lives in the private `linux` module behind `cfg(target_os = "linux")`; the
+//! macOS exec path (Seatbelt) in `macos` behind `cfg(target_os = "macos")`.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,10 +20,20 @@ pub mod policy;
 #[cfg(target_os = "linux")]
 mod linux;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod other;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub use other::{
+    Network, Sandboxed, SpawnOptions, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
+};
+
+// macOS: Seatbelt (`sandbox-exec`) for strict mode. The exec plan is pure and tested here too.
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(any(target_os = "macos", test))]
+pub mod macos_cmd;
+#[cfg(target_os = "macos")]
+pub use macos::{
     Network, Sandboxed, SpawnOptions, apply_in_place, harden_supervisor, probe, spawn, spawn_with,
 };
 

@@ -54,10 +54,11 @@ struct Args {
     /// Close a tunnel after this many seconds with no traffic.
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     idle_timeout: u64,
-    /// Worker threads. 1 (the default) runs everything on one thread, which measured fastest
-    /// on small machines: no cross-thread wake-ups on the request path.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    /// Threads, each running its own single-threaded event loop with its own listening socket
+    /// on the same address (SO_REUSEPORT: the kernel spreads connections over them). A
+    /// connection stays on one thread, so no request waits for a cross-thread wake-up.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
 }
 
 fn main() -> ExitCode {
@@ -75,23 +76,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    // One thread: a current-thread runtime (no cross-thread wake-ups on the request path).
-    let mut rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads);
-        b
-    };
-    rt.enable_all();
-    let rt = match rt.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ironclaw-proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ironclaw-proxy: {e}");
@@ -100,13 +85,123 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> std::io::Result<()> {
+/// `n` listening sockets on `addr` (the first picks the port when `addr` has port 0), with
+/// SO_REUSEPORT so the kernel spreads connections over them. Linux lets only the same user
+/// join such a group.
+fn listeners(addr: SocketAddr, n: u16) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        s.set_reuse_address(true)?;
+        if n > 1 {
+            s.set_reuse_port(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        Ok(s.into())
+    };
+    let first = one(addr)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(one(bound)?);
+    }
+    Ok(all)
+}
+
+fn run(args: Args) -> std::io::Result<()> {
+    let n = args.threads;
+    let proxy = proxy(&args);
+    // Every listener first (so the addresses printed are final), then one thread per share.
+    let mut shares: Vec<Vec<Listener>> = (0..n).map(|_| Vec::new()).collect();
+    if let Some(addr) = args.listen {
+        let ls = listeners(addr, n)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("--listen {addr}: {e}")))?;
+        println!("http proxy on {}", ls[0].local_addr()?);
+        for (share, l) in shares.iter_mut().zip(ls) {
+            share.push(Listener::Http(l));
+        }
+    }
+    for f in &args.forwards {
+        let ls = listeners(f.listen, n)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("--forward {}: {e}", f.listen)))?;
+        println!("forward {} -> {}", ls[0].local_addr()?, f.target);
+        for (share, l) in shares.iter_mut().zip(ls) {
+            share.push(Listener::Forward(l, f.target.clone()));
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let (done, first_end) = std::sync::mpsc::channel();
+    for (i, share) in shares.into_iter().enumerate() {
+        let proxy = proxy.clone();
+        let done = done.clone();
+        std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || {
+                let _ = done.send(serve(proxy, share));
+            })?;
+    }
+    drop(done);
+    // The first thread to end (a listener failed) ends the process.
+    first_end
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("all proxy threads ended")))
+}
+
+enum Listener {
+    Http(std::net::TcpListener),
+    Forward(std::net::TcpListener, NetworkGrant),
+}
+
+/// One thread's event loop over its share of the listeners.
+fn serve(proxy: Arc<EgressProxy>, share: Vec<Listener>) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| std::io::Error::other(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in share {
+            match l {
+                Listener::Http(l) => {
+                    tasks.spawn(
+                        proxy
+                            .clone()
+                            .serve_http(tokio::net::TcpListener::from_std(l)?),
+                    );
+                }
+                Listener::Forward(l, target) => {
+                    tasks.spawn(
+                        proxy
+                            .clone()
+                            .serve_forward(tokio::net::TcpListener::from_std(l)?, target),
+                    );
+                }
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn proxy(args: &Args) -> Arc<EgressProxy> {
     let resolver: Arc<dyn Resolve> = if args.resolve.is_empty() {
         Arc::new(SystemResolver)
     } else {
         let mut table = StaticResolver::new();
-        for r in args.resolve {
-            table.merge(r);
+        for r in &args.resolve {
+            table.merge(r.clone());
         }
         Arc::new(table.with_fallback(Arc::new(SystemResolver)))
     };
@@ -120,36 +215,11 @@ async fn run(args: Args) -> std::io::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         ..ProxyConfig::default()
     };
-    let proxy = Arc::new(EgressProxy::with_config(
-        args.grants,
+    Arc::new(EgressProxy::with_config(
+        args.grants.clone(),
         mode,
         resolver,
         Arc::new(StderrJsonSink),
         config,
-    ));
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = args.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("--listen {addr}: {e}")))?;
-        println!("http proxy on {}", l.local_addr()?);
-        tasks.spawn(proxy.clone().serve_http(l));
-    }
-    for f in args.forwards {
-        let l = tokio::net::TcpListener::bind(f.listen)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("--forward {}: {e}", f.listen)))?;
-        println!("forward {} -> {}", l.local_addr()?, f.target);
-        tasks.spawn(proxy.clone().serve_forward(l, f.target));
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(std::io::Error::other(e)),
-        }
-    }
-    Ok(())
+    ))
 }

@@ -7,7 +7,10 @@
 //! Rows (each the median over the rounds; the rounds interleave the contenders):
 //! - latency: one connection, sequential `GET /small` (13-byte body), p50 and p99;
 //! - requests/s: 32 keep-alive connections of `GET /small`;
-//! - MB/s: 4 connections of `GET /1m` (1 MiB bodies).
+//! - MB/s: 4 connections of `GET /1m` (1 MiB bodies);
+//! - CPU time (user + system, from /proc) per request in the req/s row: the proxy's, and the
+//!   load generator's + origin's (this process) for comparison; the proxy's per MiB in the MB/s
+//!   row. CPU time per unit of work is far less sensitive to a busy machine than rates are.
 //!
 //! Each proxy is asked in absolute form (`GET http://127.0.0.2:PORT/small`, what HTTP_PROXY
 //! clients send); the ironclaw proxy is also measured as a CONNECT tunnel (HTTPS_PROXY clients).
@@ -129,6 +132,21 @@ enum Via {
 struct Contender {
     name: String,
     via: Via,
+    /// The proxy's process, whose CPU time per request is reported (none for direct).
+    pid: Option<u32>,
+}
+
+/// CPU time (user + system, all threads) a process has used so far, in µs.
+fn cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with the state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks * 1e6 / hz as f64)
 }
 
 struct Process {
@@ -455,6 +473,12 @@ struct Figures {
     p99: Vec<f64>,
     rps: Vec<f64>,
     mbps: Vec<f64>,
+    /// The proxy's CPU time per request in the req/s row, µs.
+    cpu_req: Vec<f64>,
+    /// The proxy's CPU time per MiB in the MB/s row, µs.
+    cpu_mib: Vec<f64>,
+    /// This process's (load generator + origin) CPU time per request in the req/s row, µs.
+    ends_req: Vec<f64>,
 }
 
 fn run() -> Result<(), String> {
@@ -467,6 +491,7 @@ fn run() -> Result<(), String> {
     let mut contenders = vec![Contender {
         name: "direct".into(),
         via: Via::Direct,
+        pid: None,
     }];
     let want = |n: &str| o.only.as_deref().is_none_or(|only| only == n);
     type Starter = fn(SocketAddr) -> io::Result<(Process, SocketAddr)>;
@@ -481,15 +506,18 @@ fn run() -> Result<(), String> {
         }
         match start(origin) {
             Ok((p, addr)) => {
+                let pid = Some(p.child.id());
                 procs.push(p);
                 contenders.push(Contender {
                     name: name.into(),
                     via: Via::Absolute(addr),
+                    pid,
                 });
                 if name == "ironclaw" {
                     contenders.push(Contender {
                         name: "ironclaw CONNECT".into(),
                         via: Via::Connect(addr),
+                        pid,
                     });
                 }
             }
@@ -525,14 +553,28 @@ fn run() -> Result<(), String> {
                 lat.sort_unstable();
                 figs[i].p50.push(percentile(&lat, 0.5));
                 figs[i].p99.push(percentile(&lat, 0.99));
+                let cpu0 = c.pid.and_then(cpu_us);
+                let ends0 = cpu_us(std::process::id());
                 let (n, _, _) = load(c.via, origin, "/small", CONNS, dur, false)
                     .await
                     .map_err(|e| format!("{} requests/s: {e}", c.name))?;
                 figs[i].rps.push(n as f64 / o.seconds);
+                let cpu1 = c.pid.and_then(cpu_us);
+                if let (Some(a), Some(b)) = (ends0, cpu_us(std::process::id())) {
+                    figs[i].ends_req.push((b - a) / n.max(1) as f64);
+                }
+                if let (Some(a), Some(b)) = (cpu0, cpu1) {
+                    figs[i].cpu_req.push((b - a) / n.max(1) as f64);
+                }
                 let (_, bytes, _) = load(c.via, origin, "/1m", BIG_CONNS, dur, false)
                     .await
                     .map_err(|e| format!("{} MB/s: {e}", c.name))?;
                 figs[i].mbps.push(bytes as f64 / o.seconds / 1e6);
+                if let (Some(a), Some(b)) = (cpu1, c.pid.and_then(cpu_us)) {
+                    figs[i]
+                        .cpu_mib
+                        .push((b - a) / (bytes.max(1) as f64 / 1048576.0));
+                }
             }
         }
         Ok::<_, String>(())
@@ -551,16 +593,23 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
         o.rounds, o.seconds
     );
     println!(
-        "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct |"
+        "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct | proxy CPU µs/req | client+origin CPU µs/req | proxy CPU µs/MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, f) in contenders.iter().zip(figs) {
         let p50 = median(f.p50.clone());
         let p99 = median(f.p99.clone());
         let rps = median(f.rps.clone());
         let mbps = median(f.mbps.clone());
+        let cpu = |v: &Vec<f64>| {
+            if v.is_empty() {
+                "—".to_owned()
+            } else {
+                format!("{:.1}", median(v.clone()))
+            }
+        };
         println!(
-            "| {} | {:.1} | {:+.1} | {:.1} | {:.0} | {:.2}x | {:.0} | {:.2}x |",
+            "| {} | {:.1} | {:+.1} | {:.1} | {:.0} | {:.2}x | {:.0} | {:.2}x | {} | {} | {} |",
             c.name,
             p50,
             p50 - d_p50,
@@ -568,7 +617,10 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
             rps,
             rps / d_rps,
             mbps,
-            mbps / d_mbps
+            mbps / d_mbps,
+            cpu(&f.cpu_req),
+            cpu(&f.ends_req),
+            cpu(&f.cpu_mib),
         );
     }
 }
