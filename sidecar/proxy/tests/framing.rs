@@ -533,3 +533,24 @@ async fn http10_clients_get_no_chunking_or_interim_answers_and_a_close() {
         seen[0].head
     );
 }
+
+/// A client that half-closes right after its request (`nc -N`, busybox `nc` with stdin at EOF)
+/// still gets the whole answer, on both the absolute-form path and through a CONNECT tunnel.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    let origin = http_origin("127.0.0.2").await;
+    let o = origin.addr.to_string();
+    let p = start(std::slice::from_ref(&o)).await;
+    for raw in [
+        format!("GET http://{o}/half HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        format!(
+            "CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\nGET /half HTTP/1.1\r\nHost: {o}\r\nConnection: close\r\n\r\n"
+        ),
+    ] {
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        c.write_all(raw.as_bytes()).await.unwrap();
+        c.shutdown().await.unwrap();
+        let all = String::from_utf8_lossy(&read_all(&mut c).await).into_owned();
+        assert!(all.contains("path=/half"), "{raw:?} got {all:?}");
+    }
+}
