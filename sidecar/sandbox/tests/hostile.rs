@@ -368,6 +368,10 @@ fn unix_sockets_are_refused_by_path_and_the_nscd_probe_is_not_a_violation() {
         assert_eq!(o, "errno 2", "{nscd}");
         assert!(v.is_empty(), "{nscd}: {v:?}");
     }
+    // Its own socket in its own workspace works (only sockets outside the sandbox are refused).
+    let (o, _, v) = strict(&h, &[], &["unix-own"]);
+    assert_eq!(o, "ok", "{o}");
+    assert!(v.is_empty(), "{v:?}");
     // A socket path that does not exist anywhere: ENOENT by itself, not reported.
     let (o, _, v) = strict(&h, &[], &["unix", "/nonexistent/ironclaw.sock"]);
     assert_eq!(o, "errno 2");

@@ -199,6 +199,14 @@ mod linux {
                     }
                 }
                 "unix" => io_res(std::os::unix::net::UnixStream::connect(arg(1))),
+                // A socket of its own in its workspace (the current directory): bind, connect.
+                "unix-own" => {
+                    let _ = std::fs::remove_file("own.sock");
+                    match std::os::unix::net::UnixListener::bind("own.sock") {
+                        Ok(_l) => io_res(std::os::unix::net::UnixStream::connect("own.sock")),
+                        Err(e) => format!("bind errno {}", e.raw_os_error().unwrap_or(-1)),
+                    }
+                }
                 "unix-abstract" => {
                     use std::os::linux::net::SocketAddrExt;
                     let a = std::os::unix::net::SocketAddr::from_abstract_name(arg(1).as_bytes())

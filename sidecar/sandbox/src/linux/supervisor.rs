@@ -388,6 +388,11 @@ fn handle(fd: i32, req: &libc::seccomp_notif, policy: &Policy, sink: &dyn Violat
                     // as if nscd were not running, and not counted (like clone3's ENOSYS).
                     return deny(libc::ENOENT);
                 }
+                // A socket the skill may write to — in its own workspace, its private /tmp or
+                // a `:rw` grant — is its own to use.
+                if fs_ok(policy, pid, &path, AccessKind::Write) {
+                    return Answer::Continue;
+                }
                 // A socket path that exists neither for the skill nor on the host fails with
                 // ENOENT by itself (as for the path-taking calls above).
                 if known.is_none() && !exists(pid, &path) {
