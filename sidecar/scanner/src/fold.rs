@@ -59,6 +59,28 @@ fn confusable(c: char) -> Option<u8> {
     })
 }
 
+/// Code points below this are folded once into a table (Latin, Greek, Cyrillic, Armenian,
+/// general punctuation, letterlike symbols …: what ordinary text and most homoglyphs use).
+const TABLE_END: u32 = 0x3000;
+
+/// [`fold_char`] through a table built once per process for U+0080..U+2FFF.
+#[inline]
+pub(crate) fn fold_char_cached(c: char) -> Folded {
+    static TABLE: std::sync::OnceLock<Vec<Folded>> = std::sync::OnceLock::new();
+    let cp = c as u32;
+    if !(0x80..TABLE_END).contains(&cp) {
+        return fold_char(c);
+    }
+    let t = TABLE.get_or_init(|| {
+        (0x80..TABLE_END)
+            .map(|cp| char::from_u32(cp).map_or(Folded::Separator, fold_char))
+            .collect()
+    });
+    t.get((cp - 0x80) as usize)
+        .copied()
+        .unwrap_or_else(|| fold_char(c))
+}
+
 /// Fold one non-ASCII character.
 pub(crate) fn fold_char(c: char) -> Folded {
     if is_invisible(c) {
@@ -178,5 +200,14 @@ mod tests {
         assert_eq!(fold_char('ß'), Folded::Letter('ß'));
         assert_eq!(fold_char('’'), Folded::Separator);
         assert_eq!(leet(b'3'), b'e');
+    }
+
+    #[test]
+    fn the_fold_table_equals_fold_char() {
+        for cp in 0x80..0x3100u32 {
+            if let Some(c) = char::from_u32(cp) {
+                assert_eq!(fold_char_cached(c), fold_char(c), "U+{cp:04X}");
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! and notes candidate encoded blobs (base64, hex, morse). Both the learned stage and the rule
 //! stage consume this stream, so training and inference see exactly the same features.
 
-use crate::fold::{Folded, fold_char, leet};
+use crate::fold::{Folded, fold_char_cached, leet};
 
 /// Longest word kept in full; longer runs are split.
 pub(crate) const MAX_TOKEN: usize = 48;
@@ -660,7 +660,7 @@ fn general<S: Sink>(
             };
             let w = c.len_utf8();
             st.end_blob(i, blobs);
-            match fold_char(c) {
+            match fold_char_cached(c) {
                 Folded::Invisible => {
                     // Dropped: does not break the word it sits in.
                 }
