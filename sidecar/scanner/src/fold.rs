@@ -81,8 +81,30 @@ pub(crate) fn fold_char_cached(c: char) -> Folded {
         .unwrap_or_else(|| fold_char(c))
 }
 
+/// Scripts without case, look-alikes or compatibility decompositions: CJK unified
+/// ideographs (and extension A), Hiragana, Katakana, Hangul syllables. Each such character
+/// folds to itself (`the_fold_shortcut_ranges_fold_to_themselves` checks every one).
+const PLAIN_LETTER_RANGES: &[(u32, u32)] = &[
+    (0x3041, 0x3096),
+    (0x30A1, 0x30FA),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7A3),
+];
+
 /// Fold one non-ASCII character.
 pub(crate) fn fold_char(c: char) -> Folded {
+    let cp = c as u32;
+    if PLAIN_LETTER_RANGES
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&cp))
+    {
+        return Folded::Letter(c);
+    }
+    fold_char_slow(c)
+}
+
+fn fold_char_slow(c: char) -> Folded {
     if is_invisible(c) {
         return Folded::Invisible;
     }
@@ -200,6 +222,16 @@ mod tests {
         assert_eq!(fold_char('ß'), Folded::Letter('ß'));
         assert_eq!(fold_char('’'), Folded::Separator);
         assert_eq!(leet(b'3'), b'e');
+    }
+
+    #[test]
+    fn the_fold_shortcut_ranges_fold_to_themselves() {
+        for &(lo, hi) in PLAIN_LETTER_RANGES {
+            for cp in lo..=hi {
+                let c = char::from_u32(cp).unwrap();
+                assert_eq!(fold_char_slow(c), Folded::Letter(c), "U+{cp:04X}");
+            }
+        }
     }
 
     #[test]
