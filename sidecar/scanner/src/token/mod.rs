@@ -73,10 +73,13 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     }
     let rem = chunks.remainder();
     if !rem.is_empty() {
-        let mut a = [0u8; 8];
-        a[..rem.len()].copy_from_slice(rem);
+        // Assembled byte by byte: a variable-length copy would be a `memcpy` call per word.
+        let v = rem
+            .iter()
+            .enumerate()
+            .fold(0u64, |v, (i, &x)| v | (u64::from(x) << (8 * i)));
         let mask = CASE & (u64::MAX >> (8 * (8 - rem.len())));
-        h = (h.rotate_left(5) ^ (u64::from_le_bytes(a) | mask)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ (v | mask)).wrapping_mul(K);
     }
     h ^ (h >> 29)
 }
@@ -1100,6 +1103,39 @@ mod tests {
                 "ignore"
             ]
         );
+    }
+
+    /// `hash_bytes` as the model was trained with (remainder copied into a zeroed buffer).
+    fn hash_bytes_as_trained(b: &[u8]) -> u64 {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        const CASE: u64 = 0x2020_2020_2020_2020;
+        let mut h: u64 = b.len() as u64;
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ (u64::from_le_bytes(a) | CASE)).wrapping_mul(K);
+        }
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut a = [0u8; 8];
+            a[..rem.len()].copy_from_slice(rem);
+            let mask = CASE & (u64::MAX >> (8 * (8 - rem.len())));
+            h = (h.rotate_left(5) ^ (u64::from_le_bytes(a) | mask)).wrapping_mul(K);
+        }
+        h ^ (h >> 29)
+    }
+
+    #[test]
+    fn word_hash_is_the_one_the_model_was_trained_with() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for len in 0..64 {
+            for _ in 0..50 {
+                let w: Vec<u8> = (0..len).map(|_| rng.random::<u8>()).collect();
+                assert_eq!(hash_bytes(&w), hash_bytes_as_trained(&w), "{w:?}");
+            }
+        }
     }
 
     #[test]
