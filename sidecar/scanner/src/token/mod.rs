@@ -811,7 +811,32 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
         // ASCII punctuation outside a word (the `PUNCT` step of `general`, with no word to end
         // and no segment to close).
         let b = bytes[i];
-        if CLASS[b as usize] == PUNCT {
+        let class = CLASS[b as usize];
+        if class == NEWLINE {
+            // The `NEWLINE` step of `general` with no word to end.
+            st.end_blob(i, blobs);
+            st.end_morse(i, blobs);
+            st.end_segment(i, sink);
+            i += 1;
+            continue;
+        }
+        if class == SENT {
+            // The `SENT` step of `general` with no word to end.
+            if b == b'.' {
+                st.morse_marks += 1;
+            } else {
+                st.end_morse(i, blobs);
+            }
+            st.end_blob(i, blobs);
+            sink.punct(b, i);
+            let next = bytes.get(i + 1).copied().unwrap_or(b'\n');
+            if matches!(CLASS[next as usize], SPACE | NEWLINE) {
+                st.end_segment(i + 1, sink);
+            }
+            i += 1;
+            continue;
+        }
+        if class == PUNCT {
             if !is_b64_punct(b) {
                 st.end_blob(i, blobs);
             }
