@@ -547,6 +547,55 @@ impl State {
         self.blob_start = pos + 1;
     }
 
+    /// A line end at `pos` (class `NEWLINE`): ends blob and morse runs and the segment.
+    #[inline(always)]
+    fn line_end<S: Sink>(&mut self, pos: usize, sink: &mut S, blobs: &mut Vec<Blob>) {
+        self.end_blob(pos, blobs);
+        self.end_morse(pos, blobs);
+        self.end_segment(pos, sink);
+    }
+
+    /// `.`, `!` or `?` at `pos`: a morse mark (`.`) or the end of a morse run, the end of a
+    /// blob run, and the end of the segment when a blank or line end follows.
+    #[inline(always)]
+    fn sentence_mark<S: Sink>(
+        &mut self,
+        bytes: &[u8],
+        pos: usize,
+        sink: &mut S,
+        blobs: &mut Vec<Blob>,
+    ) {
+        let b = bytes[pos];
+        if b == b'.' {
+            self.morse_marks += 1;
+        } else {
+            self.end_morse(pos, blobs);
+        }
+        self.end_blob(pos, blobs);
+        sink.punct(b, pos);
+        let next = bytes.get(pos + 1).copied().unwrap_or(b'\n');
+        if matches!(CLASS[next as usize], SPACE | NEWLINE) {
+            self.end_segment(pos + 1, sink);
+        }
+    }
+
+    /// Other ASCII punctuation `b` at `pos`: base64 marks continue a blob run, morse marks
+    /// a morse run; anything else ends them.
+    #[inline(always)]
+    fn punctuation<S: Sink>(&mut self, b: u8, pos: usize, sink: &mut S, blobs: &mut Vec<Blob>) {
+        if !is_b64_punct(b) {
+            self.end_blob(pos, blobs);
+        }
+        if is_morse(b) {
+            if b == b'-' {
+                self.morse_marks += 1;
+            }
+        } else {
+            self.end_morse(pos, blobs);
+        }
+        sink.punct(b, pos);
+    }
+
     #[inline]
     fn end_morse(&mut self, pos: usize, blobs: &mut Vec<Blob>) {
         if pos >= self.morse_start + MIN_MORSE && self.morse_marks * 2 >= pos - self.morse_start {
@@ -621,39 +670,17 @@ fn general<S: Sink>(
         }
         NEWLINE => {
             st.end_token(i, sink);
-            st.end_blob(i, blobs);
-            st.end_morse(i, blobs);
-            st.end_segment(i, sink);
+            st.line_end(i, sink, blobs);
             i += 1;
         }
         SENT => {
             st.end_token(i, sink);
-            if b == b'.' {
-                st.morse_marks += 1;
-            } else {
-                st.end_morse(i, blobs);
-            }
-            st.end_blob(i, blobs);
-            sink.punct(b, i);
-            let next = bytes.get(i + 1).copied().unwrap_or(b'\n');
-            if matches!(CLASS[next as usize], SPACE | NEWLINE) {
-                st.end_segment(i + 1, sink);
-            }
+            st.sentence_mark(bytes, i, sink, blobs);
             i += 1;
         }
         PUNCT => {
             st.end_token(i, sink);
-            if !is_b64_punct(b) {
-                st.end_blob(i, blobs);
-            }
-            if is_morse(b) {
-                if b == b'-' {
-                    st.morse_marks += 1;
-                }
-            } else {
-                st.end_morse(i, blobs);
-            }
-            sink.punct(b, i);
+            st.punctuation(b, i, sink, blobs);
             i += 1;
         }
         _ => {
@@ -812,42 +839,20 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
         // and no segment to close).
         let b = bytes[i];
         let class = CLASS[b as usize];
+        // Line ends, sentence marks and punctuation between words: the same steps as in
+        // `general`, with no word to end.
         if class == NEWLINE {
-            // The `NEWLINE` step of `general` with no word to end.
-            st.end_blob(i, blobs);
-            st.end_morse(i, blobs);
-            st.end_segment(i, sink);
+            st.line_end(i, sink, blobs);
             i += 1;
             continue;
         }
         if class == SENT {
-            // The `SENT` step of `general` with no word to end.
-            if b == b'.' {
-                st.morse_marks += 1;
-            } else {
-                st.end_morse(i, blobs);
-            }
-            st.end_blob(i, blobs);
-            sink.punct(b, i);
-            let next = bytes.get(i + 1).copied().unwrap_or(b'\n');
-            if matches!(CLASS[next as usize], SPACE | NEWLINE) {
-                st.end_segment(i + 1, sink);
-            }
+            st.sentence_mark(bytes, i, sink, blobs);
             i += 1;
             continue;
         }
         if class == PUNCT {
-            if !is_b64_punct(b) {
-                st.end_blob(i, blobs);
-            }
-            if is_morse(b) {
-                if b == b'-' {
-                    st.morse_marks += 1;
-                }
-            } else {
-                st.end_morse(i, blobs);
-            }
-            sink.punct(b, i);
+            st.punctuation(b, i, sink, blobs);
             i += 1;
             continue;
         }
