@@ -192,20 +192,25 @@ fn json_body(resp: &str) -> serde_json::Value {
     serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
 }
 
+/// The content API tests' policy: skill `mail`, with `injectionMode` when given.
+fn mail_policy(dir: &std::path::Path, injection_mode: Option<&str>) -> std::path::PathBuf {
+    let mut doc = serde_json::json!({
+        "skill": "mail", "namespace": "team-a", "sandboxMode": "strict", "grants": {},
+        "proxy": "127.0.0.1:15001", "admin": "0.0.0.0:9090",
+        "workspace": "/workspace/skills/mail", "seccompProfile": "ironclaw/mail.json",
+    });
+    if let Some(m) = injection_mode {
+        doc["injectionMode"] = m.into();
+    }
+    let pol = dir.join("policy.json");
+    std::fs::write(&pol, doc.to_string()).unwrap();
+    pol
+}
+
 #[test]
 fn content_api_scans_wraps_and_logs_without_content() {
     let dir = tempfile::tempdir().unwrap();
-    let pol = dir.path().join("policy.json");
-    std::fs::write(
-        &pol,
-        serde_json::json!({
-            "skill": "mail", "namespace": "team-a", "sandboxMode": "strict", "grants": {},
-            "proxy": "127.0.0.1:15001", "admin": "0.0.0.0:9090",
-            "workspace": "/workspace/skills/mail", "seccompProfile": "ironclaw/mail.json",
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let pol = mail_policy(dir.path(), None);
     let mut agent = start(&pol);
     let ok = http_post(
         &agent.admin,
@@ -273,18 +278,7 @@ fn content_api_scans_wraps_and_logs_without_content() {
 #[test]
 fn content_api_refuses_flagged_content_in_block_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let pol = dir.path().join("policy.json");
-    std::fs::write(
-        &pol,
-        serde_json::json!({
-            "skill": "mail", "namespace": "team-a", "sandboxMode": "strict", "grants": {},
-            "proxy": "127.0.0.1:15001", "admin": "0.0.0.0:9090",
-            "workspace": "/workspace/skills/mail", "seccompProfile": "ironclaw/mail.json",
-            "injectionMode": "block",
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let pol = mail_policy(dir.path(), Some("block"));
     let mut agent = start(&pol);
     let v = json_body(&http_post(
         &agent.admin,
