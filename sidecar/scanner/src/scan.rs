@@ -5,7 +5,7 @@ use crate::fold::is_invisible;
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
 use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
-use crate::token::{Blob, Sink, Token, hash_bytes, tokenize};
+use crate::token::{Blob, Sink, Token, find_blobs, hash_bytes, tokenize};
 use crate::{Category, Finding};
 
 /// Findings at or above this score make a result flagged.
@@ -104,6 +104,7 @@ struct FastSink<'a> {
 }
 
 impl Sink for FastSink<'_> {
+    const PUNCT: bool = false;
     #[inline(always)]
     fn token(&mut self, t: &Token<'_>) {
         if self.feats.tokens() == 0 {
@@ -195,7 +196,7 @@ pub fn normalise(text: &str) -> String {
         base: 0,
         last_punct: (0, 0),
     };
-    tokenize(text, &mut n, &mut Vec::new());
+    tokenize(text, &mut n);
     n.out
 }
 
@@ -265,9 +266,8 @@ impl Engine {
             // About one segment per 44 bytes of ordinary text: reserve once.
             segs: Vec::with_capacity(text.len() / 40 + 1),
         };
-        let mut blobs = Vec::new();
-        tokenize(text, &mut sink, &mut blobs);
-        (sink.segs, blobs)
+        tokenize(text, &mut sink);
+        (sink.segs, find_blobs(text))
     }
 
     /// All findings for `text` (offsets into `text`), any score.
@@ -343,7 +343,7 @@ impl Engine {
                     base: seg.start,
                     last_punct: (0, 0),
                 };
-                tokenize(seg_text, &mut n, &mut Vec::new());
+                tokenize(seg_text, &mut n);
                 matches.clear();
                 self.rules.find(&n.out, seg.mask, hit, &mut matches);
                 for m in &matches {

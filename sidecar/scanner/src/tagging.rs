@@ -59,7 +59,7 @@ impl Sink for MarkerWords {
 /// characters — so that the only markers the model sees are the wrapper's own.
 pub fn neutralise_markers(content: &str) -> String {
     let mut words = MarkerWords { spans: Vec::new() };
-    tokenize(content, &mut words, &mut Vec::new());
+    tokenize(content, &mut words);
     if words.spans.is_empty() {
         return content.to_string();
     }

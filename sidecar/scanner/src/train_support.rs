@@ -68,7 +68,7 @@ pub fn segment_features(text: &str) -> Vec<SegmentRow> {
         shingles: Vec::new(),
         rows: Vec::new(),
     };
-    tokenize(text, &mut c, &mut Vec::new());
+    tokenize(text, &mut c);
     c.rows
 }
 

@@ -1,13 +1,11 @@
 //! The tokenizer as it was before the word scan became word-at-a-time (SWAR): a byte-at-a-time
 //! oracle kept for tests only. `tests::fast_path_equals_reference` feeds both the evaluation
-//! corpora and generated hostile text and requires identical token streams, segments and blobs,
-//! so the committed model weights (trained on this stream) stay valid.
+//! corpora and generated hostile text and requires identical token streams and segments, so the
+//! committed model weights (trained on this stream) stay valid. (Encoded-blob candidates are
+//! found apart, by `blobs::find_blobs`, with their own byte-at-a-time oracle.)
 #![allow(dead_code)]
 
-use super::{
-    Blob, BlobKind, MAX_SEGMENT_TOKENS, MAX_TOKEN, MIN_BLOB, MIN_MORSE, Sink, Token, hash_at,
-    hash_bytes,
-};
+use super::{MAX_SEGMENT_TOKENS, MAX_TOKEN, Sink, Token, hash_at, hash_bytes};
 use crate::fold::{Folded, fold_char, leet};
 
 const F_ALPHA: u8 = 1;
@@ -69,15 +67,6 @@ const fn class_table() -> [u8; 256] {
 }
 static CLASS: [u8; 256] = class_table();
 
-#[inline]
-fn is_b64_punct(b: u8) -> bool {
-    matches!(b, b'+' | b'/' | b'=' | b'-')
-}
-#[inline]
-fn is_morse(b: u8) -> bool {
-    matches!(b, b'.' | b'-' | b'/' | b' ' | b'_')
-}
-
 struct State {
     buf: [u8; MAX_TOKEN + 4],
     len: usize,
@@ -96,10 +85,6 @@ struct State {
     join_len: usize,
     join_start: usize,
     join_last_end: usize,
-    // encoded-blob candidates
-    blob_start: usize,
-    morse_start: usize,
-    morse_marks: usize,
 }
 
 impl State {
@@ -121,9 +106,6 @@ impl State {
             join_len: 0,
             join_start: 0,
             join_last_end: 0,
-            blob_start: 0,
-            morse_start: 0,
-            morse_marks: 0,
         }
     }
 
@@ -292,35 +274,10 @@ impl State {
         self.seg_open = false;
         self.seg_tokens = 0;
     }
-
-    #[inline]
-    fn end_blob(&mut self, pos: usize, blobs: &mut Vec<Blob>) {
-        if pos >= self.blob_start + MIN_BLOB {
-            blobs.push(Blob {
-                kind: BlobKind::Base64OrHex,
-                start: self.blob_start,
-                end: pos,
-            });
-        }
-        self.blob_start = pos + 1;
-    }
-
-    #[inline]
-    fn end_morse(&mut self, pos: usize, blobs: &mut Vec<Blob>) {
-        if pos >= self.morse_start + MIN_MORSE && self.morse_marks * 2 >= pos - self.morse_start {
-            blobs.push(Blob {
-                kind: BlobKind::Morse,
-                start: self.morse_start,
-                end: pos,
-            });
-        }
-        self.morse_start = pos + 1;
-        self.morse_marks = 0;
-    }
 }
 
-/// Tokenize `text`, feeding `sink`; candidate encoded blobs are appended to `blobs`.
-pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>) {
+/// Tokenize `text`, feeding `sink`.
+pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut st = State::new();
@@ -330,11 +287,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
         let class = CLASS[b as usize];
         if (class == ALPHA || class == DIGIT) && !st.in_tok {
             // ASCII word fast path.
-            if st.morse_start < i {
-                st.end_morse(i, blobs);
-            } else {
-                st.morse_start = i + 1;
-            }
             let start = i;
             let prev = if i > 0 { bytes[i - 1] } else { 0 };
             let lim = (start + MAX_TOKEN).min(n);
@@ -371,11 +323,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             ALPHA => {
                 if !st.in_tok {
                     st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
-                    if st.morse_start < i {
-                        st.end_morse(i, blobs);
-                    } else {
-                        st.morse_start = i + 1;
-                    }
                 }
                 st.has_alpha = true;
                 st.ascii_alpha = true;
@@ -391,11 +338,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             DIGIT => {
                 if !st.in_tok {
                     st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
-                    if st.morse_start < i {
-                        st.end_morse(i, blobs);
-                    } else {
-                        st.morse_start = i + 1;
-                    }
                 }
                 st.has_digit = true;
                 st.push(b);
@@ -406,24 +348,15 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             }
             SPACE => {
                 st.end_token(i, sink);
-                st.end_blob(i, blobs);
                 i += 1;
             }
             NEWLINE => {
                 st.end_token(i, sink);
-                st.end_blob(i, blobs);
-                st.end_morse(i, blobs);
                 st.end_segment(i, sink);
                 i += 1;
             }
             SENT => {
                 st.end_token(i, sink);
-                if b == b'.' {
-                    st.morse_marks += 1;
-                } else {
-                    st.end_morse(i, blobs);
-                }
-                st.end_blob(i, blobs);
                 sink.punct(b, i);
                 let next = bytes.get(i + 1).copied().unwrap_or(b'\n');
                 if matches!(CLASS[next as usize], SPACE | NEWLINE) {
@@ -433,16 +366,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
             }
             PUNCT => {
                 st.end_token(i, sink);
-                if !is_b64_punct(b) {
-                    st.end_blob(i, blobs);
-                }
-                if is_morse(b) {
-                    if b == b'-' {
-                        st.morse_marks += 1;
-                    }
-                } else {
-                    st.end_morse(i, blobs);
-                }
                 sink.punct(b, i);
                 i += 1;
             }
@@ -453,7 +376,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
                     continue;
                 };
                 let w = c.len_utf8();
-                st.end_blob(i, blobs);
                 match fold_char(c) {
                     Folded::Invisible => {
                         // Dropped: does not break the word it sits in.
@@ -491,14 +413,12 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
                     }
                     Folded::Separator => {
                         st.end_token(i, sink);
-                        st.end_morse(i, blobs);
                         // Unicode line/paragraph separators end a segment.
                         if c == '\u{2028}' || c == '\u{2029}' || c == '\u{85}' {
                             st.end_segment(i, sink);
                         }
                     }
                 }
-                st.blob_start = i + w;
                 i += w;
             }
         }
@@ -507,7 +427,5 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S, blobs: &mut Vec<Blob>)
         }
     }
     st.end_token(n, sink);
-    st.end_blob(n, blobs);
-    st.end_morse(n, blobs);
     st.end_segment(n, sink);
 }

@@ -1,0 +1,426 @@
+//! Candidate encoded blobs, found apart from the word scan with byte-class masks.
+//!
+//! - base64 / hex: a maximal run of at least [`MIN_BLOB`] bytes from `A-Z a-z 0-9 _ + / = -`;
+//! - morse: a maximal run of at least [`MIN_MORSE`] bytes from `. - /` and blanks (space, tab,
+//!   other ASCII controls except line ends, DEL) in which the marks `.` and `-` are at least
+//!   half of the bytes.
+//!
+//! Runs are found 64 bytes at a time: a block whose mask has no run of the minimum length inside
+//! costs a few bit operations, so ordinary prose and code are passed over at memory speed.
+//! [`reference`] is the byte-at-a-time definition the tests compare against.
+
+use super::{Blob, BlobKind, MIN_BLOB, MIN_MORSE};
+
+/// Class masks of a 64-byte block (bit k is byte `base + k`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Block {
+    /// base64 / hex alphabet (with `_` and `-`).
+    b64: u64,
+    /// Bytes that continue a morse run.
+    morse: u64,
+    /// Morse marks (`.` and `-`).
+    marks: u64,
+}
+
+#[inline]
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'=' | b'-')
+}
+
+#[inline]
+fn is_blank(b: u8) -> bool {
+    (b < 0x20 && !(0x0a..=0x0d).contains(&b)) || b == b' ' || b == 0x7f
+}
+
+#[inline]
+fn is_morse(b: u8) -> bool {
+    is_blank(b) || matches!(b, b'.' | b'-' | b'/')
+}
+
+impl Block {
+    /// Portable version, one byte at a time (also the oracle of the SSE2 version).
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    fn at_scalar(chunk: &[u8]) -> Block {
+        let mut k = Block::default();
+        for (i, &b) in chunk.iter().enumerate().take(64) {
+            k.b64 |= u64::from(is_b64(b)) << i;
+            k.morse |= u64::from(is_morse(b)) << i;
+            k.marks |= u64::from(b == b'.' || b == b'-') << i;
+        }
+        k
+    }
+
+    /// x86-64 version: sixteen bytes per step with SSE2 (part of the x86-64 baseline).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    fn at_sse2(chunk: &[u8]) -> Block {
+        use std::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8,
+            _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        #[target_feature(enable = "sse2")]
+        #[inline]
+        fn within(x: __m128i, lo: u8, hi: u8) -> __m128i {
+            _mm_and_si128(
+                _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
+                _mm_cmplt_epi8(x, _mm_set1_epi8(hi as i8 + 1)),
+            )
+        }
+        #[target_feature(enable = "sse2")]
+        #[inline]
+        fn eq(x: __m128i, b: u8) -> __m128i {
+            _mm_cmpeq_epi8(x, _mm_set1_epi8(b as i8))
+        }
+        let mut buf = [0u8; 64];
+        let full: &[u8; 64] = match chunk.first_chunk::<64>() {
+            Some(c) => c,
+            None => {
+                let n = chunk.len().min(64);
+                buf[..n].copy_from_slice(&chunk[..n]);
+                &buf
+            }
+        };
+        let mut k = Block::default();
+        for (j, piece) in full.chunks_exact(16).enumerate() {
+            // SAFETY: `piece` is exactly 16 readable bytes; the load is unaligned.
+            let x = unsafe { _mm_loadu_si128(piece.as_ptr().cast::<__m128i>()) };
+            let alnum = _mm_or_si128(
+                within(x, b'0', b'9'),
+                _mm_or_si128(within(x, b'A', b'Z'), within(x, b'a', b'z')),
+            );
+            let dash = eq(x, b'-');
+            let slash = eq(x, b'/');
+            let b64 = _mm_or_si128(
+                _mm_or_si128(alnum, _mm_or_si128(eq(x, b'_'), eq(x, b'+'))),
+                _mm_or_si128(_mm_or_si128(slash, eq(x, b'=')), dash),
+            );
+            // Signed compare: bytes >= 0x80 are negative, below every bound here.
+            let low = _mm_and_si128(
+                _mm_cmpgt_epi8(x, _mm_set1_epi8(-1)),
+                _mm_cmplt_epi8(x, _mm_set1_epi8(0x21)),
+            );
+            let blank = _mm_or_si128(_mm_andnot_si128(within(x, 0x0a, 0x0d), low), eq(x, 0x7f));
+            let marks = _mm_or_si128(eq(x, b'.'), dash);
+            let morse = _mm_or_si128(_mm_or_si128(blank, marks), slash);
+            let sh = 16 * j;
+            k.b64 |= u64::from(_mm_movemask_epi8(b64) as u16) << sh;
+            k.morse |= u64::from(_mm_movemask_epi8(morse) as u16) << sh;
+            k.marks |= u64::from(_mm_movemask_epi8(marks) as u16) << sh;
+        }
+        k
+    }
+
+    /// Masks of `chunk` (at most 64 bytes; bits past its end are clear).
+    #[inline]
+    fn at(chunk: &[u8]) -> Block {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it.
+        let mut k = unsafe { Block::at_sse2(chunk) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let mut k = Block::at_scalar(chunk);
+        if chunk.len() < 64 {
+            let valid = (1u64 << chunk.len()) - 1;
+            k.b64 &= valid;
+            k.morse &= valid;
+            k.marks &= valid;
+        }
+        k
+    }
+}
+
+/// Bits `p` of `m` such that bits `p .. p + len` are all set (`2 <= len <= 64`); bits past 63
+/// count as clear.
+#[inline]
+fn run_starts(m: u64, len: u32) -> u64 {
+    // Doubling steps up to the largest power of two <= len, then one step for the rest.
+    let mut have = 1u32;
+    let mut r = m;
+    while have * 2 <= len {
+        r &= r >> have;
+        have *= 2;
+    }
+    if have < len {
+        r &= r >> (len - have);
+    }
+    r
+}
+
+/// Runs of one byte class across blocks, reporting each finished run of `min` bytes or more.
+struct Runs {
+    min: u32,
+    /// The run open at the end of the last block: its start and its marks so far.
+    open: Option<(usize, u32)>,
+}
+
+impl Runs {
+    /// Feed block `base` (mask `m`, marks `marks`); `emit(start, end, marks)` per finished run
+    /// of `min` bytes or more.
+    #[inline]
+    fn block(&mut self, base: usize, m: u64, marks: u64, mut emit: impl FnMut(usize, usize, u32)) {
+        if m == u64::MAX {
+            let (s, k) = self.open.unwrap_or((base, 0));
+            self.open = Some((s, k + marks.count_ones()));
+            return;
+        }
+        // The run at bit 0, continuing the open one.
+        let first = (!m).trailing_zeros();
+        let head = if first == 0 {
+            0
+        } else {
+            u64::MAX >> (64 - first)
+        };
+        let open = self.open.take();
+        if open.is_some() || first > 0 {
+            let (s, k) = open.unwrap_or((base, 0));
+            let end = base + first as usize;
+            if end - s >= self.min as usize {
+                emit(s, end, k + (marks & head).count_ones());
+            }
+        }
+        let mut rest = m & !head;
+        // The run touching bit 63 stays open.
+        let top = (!rest).leading_zeros();
+        if top > 0 {
+            let tail = u64::MAX << (64 - top);
+            self.open = Some((base + 64 - top as usize, (marks & tail).count_ones()));
+            rest &= !tail;
+        }
+        // Runs inside the block: the first long-enough start of each run is its start.
+        let mut starts = run_starts(rest, self.min);
+        while starts != 0 {
+            let p = starts.trailing_zeros();
+            // `rest` has a clear bit above every run (bit 63 is clear), so `end` < 64.
+            let end = p + (!(rest >> p)).trailing_zeros();
+            let span = (u64::MAX >> (64 - (end - p))) << p;
+            emit(
+                base + p as usize,
+                base + end as usize,
+                (marks & span).count_ones(),
+            );
+            starts &= !((1u64 << end) - 1);
+        }
+    }
+
+    fn finish(&mut self, end: usize, mut emit: impl FnMut(usize, usize, u32)) {
+        if let Some((s, k)) = self.open.take()
+            && end - s >= self.min as usize
+        {
+            emit(s, end, k);
+        }
+    }
+}
+
+/// Candidate encoded blobs of `text`, ordered by start (a base64 run before a morse run that
+/// starts at the same byte).
+pub(crate) fn find_blobs(text: &str) -> Vec<Blob> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut b64 = Runs {
+        min: MIN_BLOB as u32,
+        open: None,
+    };
+    let mut morse = Runs {
+        min: MIN_MORSE as u32,
+        open: None,
+    };
+    let push_b64 = |out: &mut Vec<Blob>, s: usize, e: usize| {
+        out.push(Blob {
+            kind: BlobKind::Base64OrHex,
+            start: s,
+            end: e,
+        });
+    };
+    let push_morse = |out: &mut Vec<Blob>, s: usize, e: usize, k: u32| {
+        if 2 * k as usize >= e - s {
+            out.push(Blob {
+                kind: BlobKind::Morse,
+                start: s,
+                end: e,
+            });
+        }
+    };
+    for (j, chunk) in bytes.chunks(64).enumerate() {
+        let base = 64 * j;
+        let k = Block::at(chunk);
+        // A partial last block: its clear bits past the end close the runs like any break.
+        b64.block(base, k.b64, 0, |s, e, _| push_b64(&mut out, s, e));
+        morse.block(base, k.morse, k.marks, |s, e, m| {
+            push_morse(&mut out, s, e, m)
+        });
+    }
+    b64.finish(bytes.len(), |s, e, _| push_b64(&mut out, s, e));
+    morse.finish(bytes.len(), |s, e, m| push_morse(&mut out, s, e, m));
+    out.sort_unstable_by_key(|b| (b.start, b.kind == BlobKind::Morse, b.end));
+    out
+}
+
+/// The definition, one byte at a time (tests compare [`find_blobs`] with it).
+#[cfg(test)]
+pub(crate) fn reference(text: &str) -> Vec<Blob> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut bs, mut ms, mut marks) = (0usize, 0usize, 0usize);
+    for i in 0..=bytes.len() {
+        let b = bytes.get(i).copied();
+        if !b.is_some_and(is_b64) {
+            if i - bs >= MIN_BLOB {
+                out.push(Blob {
+                    kind: BlobKind::Base64OrHex,
+                    start: bs,
+                    end: i,
+                });
+            }
+            bs = i + 1;
+        }
+        if b.is_some_and(is_morse) {
+            marks += usize::from(matches!(b, Some(b'.' | b'-')));
+        } else {
+            if i - ms >= MIN_MORSE && 2 * marks >= i - ms {
+                out.push(Blob {
+                    kind: BlobKind::Morse,
+                    start: ms,
+                    end: i,
+                });
+            }
+            ms = i + 1;
+            marks = 0;
+        }
+    }
+    out.sort_unstable_by_key(|b| (b.start, b.kind == BlobKind::Morse, b.end));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(v: &[Blob]) -> Vec<(BlobKind, usize, usize)> {
+        v.iter().map(|b| (b.kind, b.start, b.end)).collect()
+    }
+
+    fn assert_same(text: &str) {
+        assert_eq!(
+            spans(&find_blobs(text)),
+            spans(&reference(text)),
+            "on {text:?}"
+        );
+    }
+
+    #[test]
+    fn block_classifiers_agree() {
+        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        for base in 0..all.len() {
+            let chunk = &all[base..(base + 64).min(all.len())];
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: SSE2 is part of the x86-64 baseline.
+                let v = unsafe { Block::at_sse2(chunk) };
+                let mut s = Block::at_scalar(chunk);
+                if chunk.len() < 64 {
+                    // The SSE2 version pads with zero bytes, which are blanks: compare the
+                    // valid bits only (`Block::at` clears the rest).
+                    let valid = (1u64 << chunk.len()) - 1;
+                    let clip = |k: Block| Block {
+                        b64: k.b64 & valid,
+                        morse: k.morse & valid,
+                        marks: k.marks & valid,
+                    };
+                    assert_eq!(clip(v), clip(s));
+                    s = clip(s);
+                    assert_eq!(Block::at(chunk), s);
+                } else {
+                    assert_eq!(v, s);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn run_starts_marks_every_long_enough_start() {
+        for len in 2..=64u32 {
+            for m in [
+                u64::MAX,
+                0x00ff_ff00_ffff_ffff,
+                0xaaaa_aaaa_aaaa_aaaa,
+                0x7fff_ffff_0000_ffff,
+                1 << 63,
+            ] {
+                let want = (0..64u32)
+                    .filter(|&p| p + len <= 64 && (0..len).all(|q| m >> (p + q) & 1 == 1))
+                    .fold(0u64, |a, p| a | 1 << p);
+                assert_eq!(run_starts(m, len), want, "len {len} m {m:x}");
+            }
+        }
+    }
+
+    #[test]
+    fn mask_scan_equals_the_byte_definition() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "0",
+            "_",
+            "+",
+            "/",
+            "=",
+            "-",
+            ".",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "!",
+            ",",
+            "é",
+            "\u{200b}",
+            "aWdub3JlIHByZXZpb3Vz",
+            "69676e6f72652070",
+            ".. --. -. --- .-. . / ",
+            "- ",
+            "--",
+            "...",
+            "abcdefghijklmnopqrstu",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xb10b);
+        for round in 0..3000 {
+            let parts = rng.random_range(1..(4 + round % 200));
+            let mut s = String::new();
+            for _ in 0..parts {
+                s.push_str(PIECES[rng.random_range(0..PIECES.len())]);
+            }
+            assert_same(&s);
+        }
+        for len in 0..200 {
+            for unit in ["a", "-", ".", " ", "ab1=", ". ", "- ", ".-/"] {
+                let s = unit.repeat(len);
+                assert_same(&s);
+                assert_same(&format!("x{s}"));
+                assert_same(&format!("{s},"));
+                for pad in [1, 7, 19, 20, 23, 24, 44, 63, 64, 65] {
+                    assert_same(&format!("{},{s}", "q".repeat(pad)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finds_base64_hex_and_morse() {
+        let b = find_blobs("x aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw== y");
+        assert_eq!(spans(&b), [(BlobKind::Base64OrHex, 2, 42)]);
+        let t = "say .. --. -. --- .-. . / .- .-.. .-.. / .--. .-. . ...- .. --- ..- ...";
+        let b = find_blobs(t);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].kind, BlobKind::Morse);
+        assert_eq!(&t[b[0].start..b[0].end], &t[3..]);
+        // Prose, git hashes in sentences and a row of dashes are no morse.
+        assert!(
+            find_blobs("The quick brown fox jumps over the lazy dog, again and again.").is_empty()
+        );
+        let b = find_blobs("--------------------------------");
+        assert_eq!(
+            spans(&b),
+            [(BlobKind::Base64OrHex, 0, 32), (BlobKind::Morse, 0, 32)]
+        );
+    }
+}
