@@ -128,8 +128,12 @@ struct Lanes {
     word: u64,
     upper: u64,
     digit: u64,
-    /// Line ends, sentence marks (`.`, `!`, `?`) and non-ASCII bytes: where the word scan stops.
+    /// Line ends and non-ASCII bytes.
     stop: u64,
+    /// Sentence marks (`.`, `!`, `?`).
+    sent: u64,
+    /// Blanks and line ends (what ends a segment after a sentence mark).
+    after: u64,
     /// Other ASCII punctuation (class `PUNCT`).
     punct: u64,
 }
@@ -154,7 +158,9 @@ fn lanes(x: u64) -> Lanes {
         word,
         upper,
         digit,
-        stop: line_end | sent | high,
+        stop: line_end | high,
+        sent,
+        after: space | line_end,
         punct: HI & !(word | space | line_end | sent | high),
     }
 }
@@ -189,10 +195,20 @@ struct Window {
     word: u64,
     upper: u64,
     digit: u64,
-    /// Line ends, sentence marks and non-ASCII bytes.
+    /// Where the word scan must stop: line ends, non-ASCII bytes, and sentence marks that may
+    /// end a segment (followed by a blank or a line end, or last in the window).
     stop: u64,
-    /// Other ASCII punctuation.
+    /// ASCII punctuation, sentence marks included (for sinks that want it).
     punct: u64,
+}
+
+/// The `stop` and `punct` masks of a window from its byte-class masks: a sentence mark stops
+/// the scan only when the next byte is a blank or a line end (bytes past the end of the text
+/// read as blanks, as the segment rule wants), or when the next byte is outside the window.
+#[inline(always)]
+fn stop_and_punct(stop: u64, sent: u64, after: u64, punct: u64) -> (u64, u64) {
+    let sent_end = sent & ((after >> 1) | (1 << 63));
+    (stop | sent_end, punct | sent)
 }
 
 impl Window {
@@ -208,6 +224,7 @@ impl Window {
             stop: 0,
             punct: 0,
         };
+        let (mut sent, mut after) = (0u64, 0u64);
         for k in 0..8 {
             let l = lanes(load8(bytes, base + 8 * k));
             w.word |= gather(l.word) << (8 * k);
@@ -215,7 +232,10 @@ impl Window {
             w.digit |= gather(l.digit) << (8 * k);
             w.stop |= gather(l.stop) << (8 * k);
             w.punct |= gather(l.punct) << (8 * k);
+            sent |= gather(l.sent) << (8 * k);
+            after |= gather(l.after) << (8 * k);
         }
+        (w.stop, w.punct) = stop_and_punct(w.stop, sent, after, w.punct);
         w
     }
 
@@ -249,12 +269,13 @@ impl Window {
             stop: 0,
             punct: 0,
         };
+        let (mut sent_all, mut after) = (0u64, 0u64);
         let whole = bytes.get(base..base + 64);
         for k in 0..4 {
             let at = base + 16 * k;
             // SAFETY: SSE2 intrinsics, compiled only with SSE2 enabled (cfg above); the
             // unaligned load reads `16 * k .. 16 * k + 16` of `w`, which has 64 bytes.
-            let (word, space, stop, upper, digit) = unsafe {
+            let (word, space, line_end, sent, high, upper, digit) = unsafe {
                 let x = match whole {
                     Some(w) => _mm_loadu_si128(w.as_ptr().add(16 * k).cast::<__m128i>()),
                     None => _mm_set_epi64x(load8(bytes, at + 8) as i64, load8(bytes, at) as i64),
@@ -281,12 +302,13 @@ impl Window {
                         _mm_cmpeq_epi8(x, _mm_set1_epi8(b'?' as i8)),
                     ),
                 );
-                // Non-ASCII bytes: the sign bit itself.
                 (
                     _mm_movemask_epi8(w) as u16,
                     _mm_movemask_epi8(sp) as u16,
-                    _mm_movemask_epi8(_mm_or_si128(line_end, sent)) as u16
-                        | _mm_movemask_epi8(x) as u16,
+                    _mm_movemask_epi8(line_end) as u16,
+                    _mm_movemask_epi8(sent) as u16,
+                    // Non-ASCII bytes: the sign bit itself.
+                    _mm_movemask_epi8(x) as u16,
                     _mm_movemask_epi8(u) as u16,
                     _mm_movemask_epi8(d) as u16,
                 )
@@ -295,9 +317,12 @@ impl Window {
             win.word |= u64::from(word) << sh;
             win.upper |= u64::from(upper) << sh;
             win.digit |= u64::from(digit) << sh;
-            win.stop |= u64::from(stop) << sh;
-            win.punct |= u64::from(!(word | space | stop)) << sh;
+            win.stop |= u64::from(line_end | high) << sh;
+            win.punct |= u64::from(!(word | space | line_end | sent | high)) << sh;
+            sent_all |= u64::from(sent) << sh;
+            after |= u64::from(space | line_end) << sh;
         }
+        (win.stop, win.punct) = stop_and_punct(win.stop, sent_all, after, win.punct);
         win
     }
 
@@ -907,10 +932,13 @@ mod tests {
     /// Both window classifiers agree with the byte classes on every byte value at every lane.
     #[test]
     fn window_classifiers_agree_with_the_byte_classes() {
+        // Every byte value, then sentence marks before and after blanks, line ends and words.
+        const MIX: &[u8] = b". .\n.a!?\t.\r?.x.!\x7f.\x0b.\xc3\xa9.";
         let all: Vec<u8> = (0..=255u8)
             .chain(0..=255u8)
             .rev()
             .chain(0..=255u8)
+            .chain((0..600).map(|i| MIX[(i * 7 + i / 13) % MIX.len()]))
             .collect();
         for base in 0..all.len() {
             let w = Window::at_swar(&all, base);
@@ -937,12 +965,15 @@ mod tests {
                     b.is_some_and(|b| b.is_ascii_uppercase()),
                     "{b:?}"
                 );
+                // Bytes past the end read as blanks.
+                let next = all.get(base + k + 1).map_or(SPACE, |&n| CLASS[n as usize]);
+                let sent_end = class == Some(SENT) && (k == 63 || matches!(next, SPACE | NEWLINE));
                 assert_eq!(
                     bit(w.stop),
-                    matches!(class, Some(NEWLINE | SENT | HIGH)),
+                    matches!(class, Some(NEWLINE | HIGH)) || sent_end,
                     "{b:?}"
                 );
-                assert_eq!(bit(w.punct), matches!(class, Some(PUNCT)), "{b:?}");
+                assert_eq!(bit(w.punct), matches!(class, Some(PUNCT | SENT)), "{b:?}");
             }
         }
     }
