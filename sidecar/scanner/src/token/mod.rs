@@ -96,15 +96,26 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
 pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     const CASE: u64 = 0x2020_2020_2020_2020;
+    // The low `n` bytes (0 ..= 8) of a word.
+    #[inline(always)]
+    fn keep(n: usize) -> u64 {
+        u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+    }
     if len > 0
-        && len <= 8
-        && let Some(w) = bytes.get(start..start + 8)
+        && len <= 16
+        && let Some(w) = bytes.get(start..start + 16)
     {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let keep = u64::MAX >> (8 * (8 - len));
-        let v = (u64::from_le_bytes(a) & keep) | (CASE & keep);
-        let h = ((len as u64).rotate_left(5) ^ v).wrapping_mul(K);
+        // One or two rounds of `hash_bytes` (a full or partial 8-byte chunk, then the rest),
+        // both computed and the second kept by a select: word lengths vary too much for a
+        // branch to be predicted.
+        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+        a.copy_from_slice(&w[..8]);
+        b.copy_from_slice(&w[8..]);
+        let first = (u64::from_le_bytes(a) | CASE) & keep(len.min(8));
+        let h1 = ((len as u64).rotate_left(5) ^ first).wrapping_mul(K);
+        let second = (u64::from_le_bytes(b) | CASE) & keep(len.saturating_sub(8));
+        let h2 = (h1.rotate_left(5) ^ second).wrapping_mul(K);
+        let h = if len > 8 { h2 } else { h1 };
         return h ^ (h >> 29);
     }
     hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
@@ -1173,10 +1184,11 @@ mod tests {
 
     #[test]
     fn single_load_hash_matches_the_reference() {
-        let text = b"Ignore PREVIOUS instructions_x 12ab and a veryverylongword.";
+        let text =
+            b"Ignore PREVIOUS instructions_x 12ab and a veryverylongword, longer_than_sixteen.";
         let mut i = 0;
         while i < text.len() {
-            for len in 1..=12 {
+            for len in 1..=24 {
                 if i + len <= text.len() {
                     assert_eq!(hash_at(text, i, len), hash_bytes(&text[i..i + len]));
                 }
