@@ -295,10 +295,7 @@ mod tests {
                 assert!(may_decode(r), "{r:?} decodes but the prefilter drops it");
             }
         }
-        assert!(
-            decoded >= TEXTS.len() * 4,
-            "only {decoded} runs decoded"
-        );
+        assert!(decoded >= TEXTS.len() * 4, "only {decoded} runs decoded");
         assert!(!may_decode("compute_hmac_for_data_and_more"));
         assert!(!may_decode("======================"));
         assert!(!may_decode("PINENTRY_STATUS_PIN_REPEATED"));
