@@ -783,7 +783,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
             let piece = len.min(MAX_TOKEN).min(n - i);
             let start = i;
             let end = start + piece;
-            let prev = if start > 0 { bytes[start - 1] } else { 0 };
+            let prev = bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0);
             let keep = if piece >= 64 {
                 u64::MAX
             } else {
