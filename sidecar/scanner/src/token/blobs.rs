@@ -328,9 +328,9 @@ impl Finder {
 pub(crate) fn find_blobs(text: &str) -> Vec<Blob> {
     let bytes = text.as_bytes();
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { find_blobs_avx2(bytes) };
+    if super::has_v3() {
+        // SAFETY: the CPU has every feature `find_blobs_v3` is compiled for (checked above).
+        return unsafe { find_blobs_v3(bytes) };
     }
     find_blobs_portable(bytes)
 }
@@ -344,13 +344,14 @@ fn find_blobs_portable(bytes: &[u8]) -> Vec<Blob> {
     f.finish(bytes.len())
 }
 
-/// [`find_blobs`] with 32 bytes per step (AVX2).
+/// [`find_blobs`] with 32 bytes per step (AVX2), compiled for x86-64-v3 (bit counts in one
+/// instruction).
 ///
 /// # Safety
-/// The CPU must support AVX2.
+/// The CPU must have AVX2, BMI1, BMI2, POPCNT and LZCNT.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn find_blobs_avx2(bytes: &[u8]) -> Vec<Blob> {
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt,lzcnt")]
+unsafe fn find_blobs_v3(bytes: &[u8]) -> Vec<Blob> {
     let mut f = Finder::new();
     let mut chunks = bytes.chunks_exact(64);
     let mut base = 0;

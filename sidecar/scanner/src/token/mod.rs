@@ -837,7 +837,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
 /// Whether the CPU has the x86-64-v3 features the fast tokenizer is compiled for.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn has_v3() -> bool {
+pub(super) fn has_v3() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("bmi1")
         && std::arch::is_x86_feature_detected!("bmi2")
