@@ -115,10 +115,13 @@ impl Sink for FastSink<'_> {
         self.feats.token(t, |i| s += model.weight(i));
         self.sum += s;
         let mut m = self.triggers.mask(t.hash);
-        if m & self.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
-            m &= !self.xml_bits;
+        // Most words are no anchor: one test for them.
+        if m != 0 {
+            if m & self.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
+                m &= !self.xml_bits;
+            }
+            self.mask |= m;
         }
-        self.mask |= m;
     }
 
     #[inline]
