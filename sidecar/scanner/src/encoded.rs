@@ -186,19 +186,27 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     }
 }
 
-/// Whether a base64/hex candidate can decode to readable text at all, in one pass: hex of
-/// readable text has digits (its spaces are `20`), and base64 is only tried on text with both
-/// cases and a digit, `+` or `/` (see `decode_b64_or_hex`). Identifiers, paths and rows of
-/// `=` or `-` (most candidates in code and documentation) stop here.
+/// Whether a base64/hex candidate can decode to readable text at all, in one pass: base64 is
+/// only tried on text with both cases and a digit, `+` or `/` (see `decode_b64_or_hex`), and
+/// every hex path decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of
+/// `=` or `-` and constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and
+/// documentation) stop here.
 fn may_decode(raw: &str) -> bool {
     let (mut digit, mut upper, mut lower, mut plus_slash) = (false, false, false, false);
+    let (mut hex_run, mut longest_hex) = (0usize, 0usize);
     for b in raw.bytes() {
         digit |= b.is_ascii_digit();
         upper |= b.is_ascii_uppercase();
         lower |= b.is_ascii_lowercase();
         plus_slash |= b == b'+' || b == b'/';
+        hex_run = if b.is_ascii_hexdigit() {
+            hex_run + 1
+        } else {
+            0
+        };
+        longest_hex = longest_hex.max(hex_run);
     }
-    digit || (upper && lower && plus_slash)
+    (upper && lower && (digit || plus_slash)) || longest_hex >= crate::token::MIN_BLOB
 }
 
 /// A base64/hex run: the whole, else the part after the last `=`/`/` inside it (`key=value`
@@ -299,6 +307,9 @@ mod tests {
         assert!(!may_decode("compute_hmac_for_data_and_more"));
         assert!(!may_decode("======================"));
         assert!(!may_decode("PINENTRY_STATUS_PIN_REPEATED"));
+        assert!(!may_decode("V4L2_CID_AUDIO_COMPRESSION_GAIN"));
+        assert!(!may_decode("tree-optimization/107206"));
+        assert!(may_decode("b0b3803e8c2959dd67ca96debc54b5c6464f0d41"));
     }
 
     #[test]
