@@ -1,21 +1,30 @@
-//! Benchmark of the egress proxy against a direct connection, tinyproxy and squid, all measured
-//! in one run against the same local origin on 127.0.0.2.
+//! Benchmark of the egress proxy against a direct connection, a plain TCP relay, tinyproxy and
+//! squid, all measured in one run against the same origin on 127.0.0.2.
 //!
 //! `cargo build --release -p ironclaw-proxy && target/release/proxy-bench [--seconds 3]
-//!  [--rounds 3] [--only ironclaw]`
+//!  [--rounds 3] [--only ironclaw|plain-relay|tinyproxy|squid] [--origin lean|python|nginx]`
 //!
 //! Rows (each the median over the rounds; the rounds interleave the contenders):
 //! - latency: one connection, sequential `GET /small` (13-byte body), p50 and p99;
 //! - requests/s: 32 keep-alive connections of `GET /small`;
 //! - MB/s: 4 connections of `GET /1m` (1 MiB bodies);
-//! - CPU time (user + system, from /proc) per request in the req/s row: the proxy's, and the
-//!   load generator's + origin's (this process) for comparison; the proxy's per MiB in the MB/s
-//!   row. CPU time per unit of work is far less sensitive to a busy machine than rates are.
+//! - CPU time (user + system, from /proc, the process and its children) per request in the
+//!   req/s row: the proxy's, and the load generator's + origin's for comparison; the proxy's per
+//!   MiB in the MB/s row. CPU time per unit of work is far less sensitive to a busy machine than
+//!   rates are.
 //!
 //! Each proxy is asked in absolute form (`GET http://127.0.0.2:PORT/small`, what HTTP_PROXY
 //! clients send); the ironclaw proxy is also measured as a CONNECT tunnel (HTTPS_PROXY clients).
+//! The plain relay (this binary re-run with `--serve-plain-relay`, its own process: a tokio
+//! task per connection doing `copy_bidirectional`, no parsing, no policy) is reached as the
+//! origin is reached directly: it is the floor of any relay that terminates TCP.
 //! tinyproxy and squid (Debian packages, see tests/deps/proxy.sh) run with their own
 //! configuration on 127.0.0.1; a missing one is reported as such and skipped.
+//!
+//! Origins (`--origin`): `lean` (default) is hyper in this process, one thread — the cheapest
+//! origin, the worst case for any proxy's ratio; `python` is Python's standard
+//! `python3 -m http.server --protocol HTTP/1.1` (ThreadingHTTPServer) serving two files;
+//! `nginx` is Debian's nginx with its packaged defaults serving the same files.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,9 +42,35 @@ const CONNS: usize = 32;
 const BIG_CONNS: usize = 4;
 
 fn main() {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = if args.first().map(String::as_str) == Some("--serve-plain-relay") {
+        match args.get(1) {
+            Some(origin) => serve_plain_relay(origin),
+            None => Err("--serve-plain-relay needs ADDR:PORT".into()),
+        }
+    } else {
+        run()
+    };
+    if let Err(e) = r {
         eprintln!("proxy-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OriginKind {
+    Lean,
+    Python,
+    Nginx,
+}
+
+impl OriginKind {
+    fn name(self) -> &'static str {
+        match self {
+            OriginKind::Lean => "lean (hyper in the bench process, 1 thread)",
+            OriginKind::Python => "python (python3 -m http.server --protocol HTTP/1.1)",
+            OriginKind::Nginx => "nginx (Debian package, packaged defaults)",
+        }
     }
 }
 
@@ -44,7 +79,10 @@ struct Opts {
     rounds: usize,
     only: Option<String>,
     proxy_threads: Option<String>,
+    origin: OriginKind,
 }
+
+const CONTENDER_NAMES: [&str; 4] = ["ironclaw", "plain-relay", "tinyproxy", "squid"];
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -52,6 +90,7 @@ fn parse_args() -> Result<Opts, String> {
         rounds: 3,
         only: None,
         proxy_threads: None,
+        origin: OriginKind::Lean,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,11 +106,33 @@ fn parse_args() -> Result<Opts, String> {
                     .parse()
                     .map_err(|_| "--rounds: expected a count")?
             }
-            "--only" => o.only = Some(val("--only")?),
+            "--only" => {
+                let v = val("--only")?;
+                if !CONTENDER_NAMES.contains(&v.as_str()) {
+                    return Err(format!(
+                        "--only: unknown contender {v:?} (expected one of {})",
+                        CONTENDER_NAMES.join(", ")
+                    ));
+                }
+                o.only = Some(v)
+            }
             "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
+            "--origin" => {
+                o.origin = match val("--origin")?.as_str() {
+                    "lean" => OriginKind::Lean,
+                    "python" => OriginKind::Python,
+                    "nginx" => OriginKind::Nginx,
+                    other => {
+                        return Err(format!(
+                            "--origin: unknown origin {other:?} (expected lean, python or nginx)"
+                        ));
+                    }
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, --proxy-threads N)"
+                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, \
+                     --proxy-threads N, --origin lean|python|nginx)"
                 ));
             }
         }
@@ -83,7 +144,26 @@ fn parse_args() -> Result<Opts, String> {
 // Origin
 // ------------------------------------------------------------------------------------------
 
-fn start_origin() -> io::Result<SocketAddr> {
+/// The origin every contender reaches, and its process when it is not this one.
+struct Origin {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    _proc: Option<Process>,
+}
+
+fn start_origin(kind: OriginKind) -> io::Result<Origin> {
+    match kind {
+        OriginKind::Lean => Ok(Origin {
+            addr: start_lean_origin()?,
+            pid: None,
+            _proc: None,
+        }),
+        OriginKind::Python => start_python_origin(),
+        OriginKind::Nginx => start_nginx_origin(),
+    }
+}
+
+fn start_lean_origin() -> io::Result<SocketAddr> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -118,6 +198,160 @@ fn start_origin() -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// A directory holding `www/small` (13 bytes) and `www/1m` (1 MiB), for file-serving origins.
+fn origin_files(name: &str) -> io::Result<PathBuf> {
+    let dir = temp_dir(name)?;
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("small"), SMALL)?;
+    std::fs::write(www.join("1m"), vec![b'x'; 1024 * 1024])?;
+    Ok(dir)
+}
+
+/// Python's standard file server, exactly as `python3 -m http.server` runs it (one thread per
+/// connection, HTTP/1.1 keep-alive, its request log on stderr, discarded here).
+fn start_python_origin() -> io::Result<Origin> {
+    let bin = find("python3").ok_or_else(|| io::Error::other("python3 not installed"))?;
+    let dir = origin_files("python")?;
+    let port = free_port([127, 0, 0, 2])?;
+    let mut child = Command::new(bin)
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.2",
+            "--protocol",
+            "HTTP/1.1",
+        ])
+        .arg("--directory")
+        .arg(dir.join("www"))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 2], port));
+    wait_listening(addr, &mut child, "python3 -m http.server")?;
+    Ok(Origin {
+        addr,
+        pid: Some(child.id()),
+        _proc: Some(Process {
+            child,
+            _dir: Some(dir),
+        }),
+    })
+}
+
+/// Debian's nginx with the settings of its packaged nginx.conf (worker_processes auto,
+/// sendfile, tcp_nopush, access log on), serving the two files.
+fn start_nginx_origin() -> io::Result<Origin> {
+    let bin = find("nginx").ok_or_else(|| io::Error::other("nginx not installed"))?;
+    let dir = origin_files("nginx")?;
+    let port = free_port([127, 0, 0, 2])?;
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 768; }}\n\
+             http {{\n  sendfile on;\n  tcp_nopush on;\n  types_hash_max_size 2048;\n\
+             default_type application/octet-stream;\n  access_log {d}/access.log;\n\
+             server {{ listen 127.0.0.2:{port}; root {d}/www; }}\n}}\n"
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 2], port));
+    wait_listening(addr, &mut child, "nginx")?;
+    Ok(Origin {
+        addr,
+        pid: Some(child.id()),
+        _proc: Some(Process {
+            child,
+            _dir: Some(dir),
+        }),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The plain relay (its own process: this binary with --serve-plain-relay ORIGIN)
+// ------------------------------------------------------------------------------------------
+
+/// Buffer per direction of the plain relay (the ironclaw proxy's response buffer is as large).
+const RELAY_BUF: usize = 64 * 1024;
+
+/// Accepts on 127.0.0.1, connects each client to `origin` and copies both ways until either
+/// side closes: no parsing, no policy. Two worker threads, as the ironclaw proxy's default.
+fn serve_plain_relay(origin: &str) -> Result<(), String> {
+    let origin: SocketAddr = origin
+        .parse()
+        .map_err(|_| format!("--serve-plain-relay: expected ADDR:PORT, got {origin:?}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("plain relay: bind: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("plain relay on {addr}");
+        io::Write::flush(&mut io::stdout()).map_err(|e| e.to_string())?;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut up) = TcpStream::connect(origin).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut up,
+                    RELAY_BUF,
+                    RELAY_BUF,
+                )
+                .await;
+            });
+        }
+    })
+}
+
+fn start_plain_relay(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(&exe)
+        .args(["--serve-plain-relay", &origin.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", exe.display())))?;
+    let line = first_line(&mut child)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("plain relay on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("unexpected plain relay output {line:?}")))?;
+    Ok((Process { child, _dir: None }, addr))
+}
+
+fn first_line(child: &mut Child) -> io::Result<String> {
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
+    }
+    Ok(line)
+}
+
 // ------------------------------------------------------------------------------------------
 // Contenders
 // ------------------------------------------------------------------------------------------
@@ -127,6 +361,8 @@ enum Via {
     Direct,
     Absolute(SocketAddr),
     Connect(SocketAddr),
+    /// A transparent relay: spoken to exactly as the origin is.
+    Plain(SocketAddr),
 }
 
 struct Contender {
@@ -136,17 +372,60 @@ struct Contender {
     pid: Option<u32>,
 }
 
-/// CPU time (user + system, all threads) a process has used so far, in µs.
+/// CPU time (user + system, all threads) a process, its reaped children and its live
+/// descendants have used so far, in µs (nginx and squid work in child processes).
 fn cpu_us(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start with the state (field 3);
-    // utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((ppid, ticks)) = proc_stat(p) {
+            procs.push((p, ppid, ticks));
+        }
+    }
+    let mut total = procs.iter().find(|(p, _, _)| *p == pid)?.2;
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, ppid, ticks) in &procs {
+            if ppid == parent {
+                total += ticks;
+                frontier.push(p);
+            }
+        }
+    }
+    Some(total * 1e6 / hz as f64)
+}
+
+/// CPU time (user + system, all threads) of this process alone, in µs.
+fn self_cpu_us() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     (hz > 0).then(|| ticks * 1e6 / hz as f64)
+}
+
+/// (parent pid, utime + stime + cutime + cstime in clock ticks) of a process.
+fn proc_stat(pid: u32) -> Option<(u32, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with the state (field 3);
+    // the parent is field 4, utime, stime, cutime and cstime are fields 14 to 17.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let mut ticks = 0.0;
+    for i in 11..15 {
+        ticks += f.get(i)?.parse::<f64>().ok()?;
+    }
+    Some((ppid, ticks))
 }
 
 struct Process {
@@ -161,8 +440,8 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+fn free_port(ip: [u8; 4]) -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
         .local_addr()?
         .port())
 }
@@ -196,10 +475,7 @@ fn start_ironclaw(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
-    }
+    let line = first_line(&mut child)?;
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("http proxy on ")
@@ -223,7 +499,7 @@ fn temp_dir(name: &str) -> io::Result<PathBuf> {
 
 fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let bin = find("tinyproxy").ok_or_else(|| io::Error::other("tinyproxy not installed"))?;
-    let port = free_port()?;
+    let port = free_port([127, 0, 0, 1])?;
     let dir = temp_dir("tinyproxy")?;
     let conf = dir.join("tinyproxy.conf");
     std::fs::write(
@@ -254,7 +530,7 @@ fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
 
 fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let bin = find("squid").ok_or_else(|| io::Error::other("squid not installed"))?;
-    let port = free_port()?;
+    let port = free_port([127, 0, 0, 1])?;
     let dir = temp_dir("squid")?;
     let d = dir.display();
     // squid drops to the `proxy` user: let it write its pid and log.
@@ -313,7 +589,7 @@ impl Client {
     async fn open(via: Via, origin: SocketAddr) -> io::Result<Client> {
         let addr = match via {
             Via::Direct => origin,
-            Via::Absolute(p) | Via::Connect(p) => p,
+            Via::Absolute(p) | Via::Connect(p) | Via::Plain(p) => p,
         };
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
@@ -390,7 +666,9 @@ impl Client {
 fn request_bytes(via: Via, origin: SocketAddr, path: &str) -> Vec<u8> {
     match via {
         Via::Absolute(_) => format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
-        Via::Direct | Via::Connect(_) => format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+        Via::Direct | Via::Connect(_) | Via::Plain(_) => {
+            format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n")
+        }
     }
     .into_bytes()
 }
@@ -477,7 +755,7 @@ struct Figures {
     cpu_req: Vec<f64>,
     /// The proxy's CPU time per MiB in the MB/s row, µs.
     cpu_mib: Vec<f64>,
-    /// This process's (load generator + origin) CPU time per request in the req/s row, µs.
+    /// The load generator's (this process) + origin's CPU time per request in the req/s row, µs.
     ends_req: Vec<f64>,
 }
 
@@ -486,7 +764,18 @@ fn run() -> Result<(), String> {
     if let Some(n) = &o.proxy_threads {
         let _ = PROXY_THREADS.set(n.clone());
     }
-    let origin = start_origin().map_err(|e| format!("origin: {e}"))?;
+    let origin_proc =
+        start_origin(o.origin).map_err(|e| format!("origin {}: {e}", o.origin.name()))?;
+    let origin = origin_proc.addr;
+    // CPU time of the load generator (this process's own threads, which include the lean
+    // origin's) plus an external origin's process tree.
+    let ends_cpu = || {
+        let own = self_cpu_us()?;
+        match origin_proc.pid {
+            Some(p) => Some(own + cpu_us(p)?),
+            None => Some(own),
+        }
+    };
     let mut procs = Vec::new();
     let mut contenders = vec![Contender {
         name: "direct".into(),
@@ -495,8 +784,9 @@ fn run() -> Result<(), String> {
     }];
     let want = |n: &str| o.only.as_deref().is_none_or(|only| only == n);
     type Starter = fn(SocketAddr) -> io::Result<(Process, SocketAddr)>;
-    let starters: [(&str, Starter); 3] = [
+    let starters: [(&str, Starter); 4] = [
         ("ironclaw", start_ironclaw),
+        ("plain-relay", start_plain_relay),
         ("tinyproxy", start_tinyproxy),
         ("squid", start_squid),
     ];
@@ -508,9 +798,13 @@ fn run() -> Result<(), String> {
             Ok((p, addr)) => {
                 let pid = Some(p.child.id());
                 procs.push(p);
+                let (shown, via) = match name {
+                    "plain-relay" => ("plain relay", Via::Plain(addr)),
+                    _ => (name, Via::Absolute(addr)),
+                };
                 contenders.push(Contender {
-                    name: name.into(),
-                    via: Via::Absolute(addr),
+                    name: shown.into(),
+                    via,
                     pid,
                 });
                 if name == "ironclaw" {
@@ -554,13 +848,13 @@ fn run() -> Result<(), String> {
                 figs[i].p50.push(percentile(&lat, 0.5));
                 figs[i].p99.push(percentile(&lat, 0.99));
                 let cpu0 = c.pid.and_then(cpu_us);
-                let ends0 = cpu_us(std::process::id());
+                let ends0 = ends_cpu();
                 let (n, _, _) = load(c.via, origin, "/small", CONNS, dur, false)
                     .await
                     .map_err(|e| format!("{} requests/s: {e}", c.name))?;
                 figs[i].rps.push(n as f64 / o.seconds);
                 let cpu1 = c.pid.and_then(cpu_us);
-                if let (Some(a), Some(b)) = (ends0, cpu_us(std::process::id())) {
+                if let (Some(a), Some(b)) = (ends0, ends_cpu()) {
                     figs[i].ends_req.push((b - a) / n.max(1) as f64);
                 }
                 if let (Some(a), Some(b)) = (cpu0, cpu1) {
@@ -589,8 +883,10 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
     let d_rps = median(figs[0].rps.clone());
     let d_mbps = median(figs[0].mbps.clone());
     println!(
-        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin on 127.0.0.2, proxies on 127.0.0.1",
-        o.rounds, o.seconds
+        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin {} on 127.0.0.2, proxies on 127.0.0.1",
+        o.rounds,
+        o.seconds,
+        o.origin.name()
     );
     println!(
         "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct | proxy CPU µs/req | client+origin CPU µs/req | proxy CPU µs/MiB |"
