@@ -22,8 +22,9 @@
 //! configuration on 127.0.0.1; a missing one is reported as such and skipped.
 //!
 //! Origins (`--origin`): `lean` (default) is hyper in this process, one thread — the cheapest
-//! origin, the worst case for any proxy's ratio; `python` is Python's standard
-//! `python3 -m http.server --protocol HTTP/1.1` (ThreadingHTTPServer) serving two files;
+//! origin, the worst case for any proxy's ratio; `python` is Python's standard library file
+//! server (ThreadingHTTPServer + SimpleHTTPRequestHandler, HTTP/1.1, TCP_NODELAY) serving two
+//! files;
 //! `nginx` is Debian's nginx with its packaged defaults serving the same files.
 
 use bytes::Bytes;
@@ -68,7 +69,7 @@ impl OriginKind {
     fn name(self) -> &'static str {
         match self {
             OriginKind::Lean => "lean (hyper in the bench process, 1 thread)",
-            OriginKind::Python => "python (python3 -m http.server --protocol HTTP/1.1)",
+            OriginKind::Python => "python (http.server ThreadingHTTPServer, HTTP/1.1)",
             OriginKind::Nginx => "nginx (Debian package, packaged defaults)",
         }
     }
@@ -80,6 +81,8 @@ struct Opts {
     only: Option<String>,
     proxy_threads: Option<String>,
     origin: OriginKind,
+    /// One connection per request (`--connection close`) instead of keep-alive.
+    close: bool,
 }
 
 const CONTENDER_NAMES: [&str; 4] = ["ironclaw", "plain-relay", "tinyproxy", "squid"];
@@ -91,6 +94,7 @@ fn parse_args() -> Result<Opts, String> {
         only: None,
         proxy_threads: None,
         origin: OriginKind::Lean,
+        close: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -117,6 +121,15 @@ fn parse_args() -> Result<Opts, String> {
                 o.only = Some(v)
             }
             "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
+            "--connection" => match val("--connection")?.as_str() {
+                "keep-alive" => o.close = false,
+                "close" => o.close = true,
+                other => {
+                    return Err(format!(
+                        "--connection: unknown mode {other:?} (expected keep-alive or close)"
+                    ));
+                }
+            },
             "--origin" => {
                 o.origin = match val("--origin")?.as_str() {
                     "lean" => OriginKind::Lean,
@@ -132,7 +145,7 @@ fn parse_args() -> Result<Opts, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, \
-                     --proxy-threads N, --origin lean|python|nginx)"
+                     --proxy-threads N, --origin lean|python|nginx, --connection keep-alive|close)"
                 ));
             }
         }
@@ -208,29 +221,35 @@ fn origin_files(name: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Python's standard file server, exactly as `python3 -m http.server` runs it (one thread per
-/// connection, HTTP/1.1 keep-alive, its request log on stderr, discarded here).
+/// Python's standard library file server: `http.server.ThreadingHTTPServer` (one thread per
+/// connection) with `SimpleHTTPRequestHandler`, as `python3 -m http.server --protocol HTTP/1.1`
+/// runs it, with two standard class attributes set: `disable_nagle_algorithm` (without it every
+/// keep-alive response waits ~40 ms for a delayed ACK: the head and the body are two writes)
+/// and a listen backlog of 128 instead of 5 (connection-per-request proxies overflow 5). Its
+/// request log goes to stderr, discarded here.
+const PYTHON_ORIGIN: &str = r#"
+import http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+h = lambda *a, **k: H(*a, directory=sys.argv[3], **k)
+S((sys.argv[1], int(sys.argv[2])), h).serve_forever()
+"#;
+
 fn start_python_origin() -> io::Result<Origin> {
     let bin = find("python3").ok_or_else(|| io::Error::other("python3 not installed"))?;
     let dir = origin_files("python")?;
     let port = free_port([127, 0, 0, 2])?;
     let mut child = Command::new(bin)
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.2",
-            "--protocol",
-            "HTTP/1.1",
-        ])
-        .arg("--directory")
+        .args(["-c", PYTHON_ORIGIN, "127.0.0.2", &port.to_string()])
         .arg(dir.join("www"))
-        .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 2], port));
-    wait_listening(addr, &mut child, "python3 -m http.server")?;
+    wait_listening(addr, &mut child, "python3 http.server")?;
     Ok(Origin {
         addr,
         pid: Some(child.id()),
@@ -434,7 +453,20 @@ struct Process {
 }
 
 impl Drop for Process {
+    /// SIGTERM first, so that a master process (nginx) takes its workers down with it; SIGKILL
+    /// after 5 s.
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -663,11 +695,26 @@ impl Client {
     }
 }
 
+/// Set by `--connection close`: one connection (and one CONNECT tunnel) per request, as `ab`
+/// without `-k` does.
+static CONN_CLOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn conn_close() -> bool {
+    CONN_CLOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn request_bytes(via: Via, origin: SocketAddr, path: &str) -> Vec<u8> {
+    let close = if conn_close() {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
     match via {
-        Via::Absolute(_) => format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+        Via::Absolute(_) => {
+            format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n{close}\r\n")
+        }
         Via::Direct | Via::Connect(_) | Via::Plain(_) => {
-            format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n")
+            format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n{close}\r\n")
         }
     }
     .into_bytes()
@@ -711,7 +758,7 @@ async fn load(
                 }
                 n += 1;
                 bytes += len as u64;
-                if !keep {
+                if !keep || conn_close() {
                     c = Client::open(via, origin).await?;
                     used = false;
                 }
@@ -764,6 +811,7 @@ fn run() -> Result<(), String> {
     if let Some(n) = &o.proxy_threads {
         let _ = PROXY_THREADS.set(n.clone());
     }
+    CONN_CLOSE.store(o.close, std::sync::atomic::Ordering::Relaxed);
     let origin_proc =
         start_origin(o.origin).map_err(|e| format!("origin {}: {e}", o.origin.name()))?;
     let origin = origin_proc.addr;
@@ -883,10 +931,15 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
     let d_rps = median(figs[0].rps.clone());
     let d_mbps = median(figs[0].mbps.clone());
     println!(
-        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin {} on 127.0.0.2, proxies on 127.0.0.1",
+        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin {} on 127.0.0.2, proxies on 127.0.0.1; {}",
         o.rounds,
         o.seconds,
-        o.origin.name()
+        o.origin.name(),
+        if o.close {
+            "one connection per request (Connection: close)"
+        } else {
+            "keep-alive connections"
+        }
     );
     println!(
         "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct | proxy CPU µs/req | client+origin CPU µs/req | proxy CPU µs/MiB |"
