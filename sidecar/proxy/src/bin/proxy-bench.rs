@@ -15,7 +15,8 @@
 //!
 //! Each proxy is asked in absolute form (`GET http://127.0.0.2:PORT/small`, what HTTP_PROXY
 //! clients send); the ironclaw proxy is also measured as a CONNECT tunnel (HTTPS_PROXY clients).
-//! The plain relay (this binary re-run with `--serve-plain-relay`, its own process: a tokio
+//! The plain relay (this binary re-run with `--serve-plain-relay`, its own process; two
+//! single-threaded tokio loops on SO_REUSEPORT listeners, as the ironclaw proxy's default; a
 //! task per connection doing `copy_bidirectional`, no parsing, no policy) is reached as the
 //! origin is reached directly: it is the floor of any relay that terminates TCP.
 //! tinyproxy and squid (Debian packages, see tests/deps/proxy.sh) run with their own
@@ -306,24 +307,59 @@ fn start_nginx_origin() -> io::Result<Origin> {
 /// Buffer per direction of the plain relay (the ironclaw proxy's response buffer is as large).
 const RELAY_BUF: usize = 64 * 1024;
 
+/// Event loops of the plain relay: as many as the ironclaw proxy's default.
+const RELAY_LOOPS: usize = 2;
+
+/// A listener on 127.0.0.1:`port` (0: any) in a SO_REUSEPORT group.
+fn reuseport_listener(port: u16) -> io::Result<std::net::TcpListener> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
 /// Accepts on 127.0.0.1, connects each client to `origin` and copies both ways until either
-/// side closes: no parsing, no policy. Two worker threads, as the ironclaw proxy's default.
+/// side closes: no parsing, no policy. The same threading as the ironclaw proxy's default:
+/// [`RELAY_LOOPS`] single-threaded event loops (tokio's current-thread runtime) on
+/// SO_REUSEPORT listeners, so a connection never wakes another thread.
 fn serve_plain_relay(origin: &str) -> Result<(), String> {
     let origin: SocketAddr = origin
         .parse()
         .map_err(|_| format!("--serve-plain-relay: expected ADDR:PORT, got {origin:?}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let first = reuseport_listener(0).map_err(|e| format!("plain relay: listen: {e}"))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..RELAY_LOOPS {
+        listeners.push(reuseport_listener(addr.port()).map_err(|e| format!("plain relay: {e}"))?);
+    }
+    println!("plain relay on {addr}");
+    io::Write::flush(&mut io::stdout()).map_err(|e| e.to_string())?;
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|l| std::thread::spawn(move || relay_loop(l, origin)))
+        .collect();
+    for l in loops {
+        l.join()
+            .map_err(|_| "plain relay: a loop panicked".to_owned())??;
+    }
+    Ok(())
+}
+
+fn relay_loop(listener: std::net::TcpListener, origin: SocketAddr) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("plain relay: bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("plain relay on {addr}");
-        io::Write::flush(&mut io::stdout()).map_err(|e| e.to_string())?;
+        let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         loop {
             let Ok((mut client, _)) = listener.accept().await else {
                 continue;
