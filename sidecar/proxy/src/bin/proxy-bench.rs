@@ -2,7 +2,10 @@
 //! squid, all measured in one run against the same origin on 127.0.0.2.
 //!
 //! `cargo build --release -p ironclaw-proxy && target/release/proxy-bench [--seconds 3]
-//!  [--rounds 3] [--only ironclaw|plain-relay|tinyproxy|squid] [--origin lean|python|nginx]`
+//!  [--rounds 3] [--only NAME[,NAME…]] [--origin lean|python|nginx]
+//!  [--connection keep-alive|close]`, NAME one of ironclaw, plain-relay, tinyproxy, squid
+//!  (direct always runs). Run it under `flock -o LOCK` rather than `flock LOCK`: the proxies and
+//!  origins it starts would otherwise inherit the lock.
 //!
 //! Rows (each the median over the rounds; the rounds interleave the contenders):
 //! - latency: one connection, sequential `GET /small` (13-byte body), p50 and p99;
@@ -79,7 +82,7 @@ impl OriginKind {
 struct Opts {
     seconds: f64,
     rounds: usize,
-    only: Option<String>,
+    only: Option<Vec<String>>,
     proxy_threads: Option<String>,
     origin: OriginKind,
     /// One connection per request (`--connection close`) instead of keep-alive.
@@ -112,14 +115,17 @@ fn parse_args() -> Result<Opts, String> {
                     .map_err(|_| "--rounds: expected a count")?
             }
             "--only" => {
-                let v = val("--only")?;
-                if !CONTENDER_NAMES.contains(&v.as_str()) {
-                    return Err(format!(
-                        "--only: unknown contender {v:?} (expected one of {})",
-                        CONTENDER_NAMES.join(", ")
-                    ));
+                let mut names = Vec::new();
+                for v in val("--only")?.split(',') {
+                    if !CONTENDER_NAMES.contains(&v) {
+                        return Err(format!(
+                            "--only: unknown contender {v:?} (expected a comma-separated list of {})",
+                            CONTENDER_NAMES.join(", ")
+                        ));
+                    }
+                    names.push(v.to_owned());
                 }
-                o.only = Some(v)
+                o.only = Some(names)
             }
             "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
             "--connection" => match val("--connection")?.as_str() {
@@ -866,7 +872,11 @@ fn run() -> Result<(), String> {
         via: Via::Direct,
         pid: None,
     }];
-    let want = |n: &str| o.only.as_deref().is_none_or(|only| only == n);
+    let want = |n: &str| {
+        o.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|x| x == n))
+    };
     type Starter = fn(SocketAddr) -> io::Result<(Process, SocketAddr)>;
     let starters: [(&str, Starter); 4] = [
         ("ironclaw", start_ironclaw),
@@ -1006,6 +1016,27 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
             cpu(&f.cpu_req),
             cpu(&f.ends_req),
             cpu(&f.cpu_mib),
+        );
+    }
+    // The same figures round by round (each against direct in the same round): the spread
+    // shows what the medians hide on a shared machine.
+    println!();
+    println!("per round (against direct in the same round):");
+    let d = &figs[0];
+    for (c, f) in contenders.iter().zip(figs).skip(1) {
+        let rows = |v: &[f64], dv: &[f64], fmt: &dyn Fn(f64, f64) -> String| {
+            v.iter()
+                .zip(dv)
+                .map(|(a, b)| fmt(*a, *b))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "- {}: added p50 µs {}; req/s {}; MB/s {}",
+            c.name,
+            rows(&f.p50, &d.p50, &|a, b| format!("{:+.1}", a - b)),
+            rows(&f.rps, &d.rps, &|a, b| format!("{:.2}x", a / b)),
+            rows(&f.mbps, &d.mbps, &|a, b| format!("{:.2}x", a / b)),
         );
     }
 }
