@@ -249,21 +249,23 @@ fn start_python_origin() -> io::Result<Origin> {
     let bin = find("python3").ok_or_else(|| io::Error::other("python3 not installed"))?;
     let dir = origin_files("python")?;
     let port = free_port([127, 0, 0, 2])?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(["-c", PYTHON_ORIGIN, "127.0.0.2", &port.to_string()])
         .arg(dir.join("www"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 2], port));
-    wait_listening(addr, &mut child, "python3 http.server")?;
+    // Owned before the wait: a failed start still stops the process and removes its files.
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "python3 http.server")?;
     Ok(Origin {
         addr,
-        pid: Some(child.id()),
-        _proc: Some(Process {
-            child,
-            _dir: Some(dir),
-        }),
+        pid: Some(proc.child.id()),
+        _proc: Some(proc),
     })
 }
 
@@ -285,7 +287,7 @@ fn start_nginx_origin() -> io::Result<Origin> {
              server {{ listen 127.0.0.2:{port}; root {d}/www; }}\n}}\n"
         ),
     )?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-e")
         .arg(dir.join("error.log"))
         .arg("-c")
@@ -295,14 +297,16 @@ fn start_nginx_origin() -> io::Result<Origin> {
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 2], port));
-    wait_listening(addr, &mut child, "nginx")?;
+    // Owned before the wait: a failed start still stops the process and removes its files.
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "nginx")?;
     Ok(Origin {
         addr,
-        pid: Some(child.id()),
-        _proc: Some(Process {
-            child,
-            _dir: Some(dir),
-        }),
+        pid: Some(proc.child.id()),
+        _proc: Some(proc),
     })
 }
 
@@ -390,19 +394,20 @@ fn relay_loop(listener: std::net::TcpListener, origin: SocketAddr) -> Result<(),
 
 fn start_plain_relay(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(&exe)
+    let child = Command::new(&exe)
         .args(["--serve-plain-relay", &origin.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", exe.display())))?;
-    let line = first_line(&mut child)?;
+    let mut proc = Process { child, dir: None };
+    let line = first_line(&mut proc.child)?;
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("plain relay on ")
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("unexpected plain relay output {line:?}")))?;
-    Ok((Process { child, _dir: None }, addr))
+    Ok((proc, addr))
 }
 
 fn first_line(child: &mut Child) -> io::Result<String> {
@@ -491,13 +496,22 @@ fn proc_stat(pid: u32) -> Option<(u32, f64)> {
 
 struct Process {
     child: Child,
-    _dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Process {
     /// SIGTERM first, so that a master process (nginx) takes its workers down with it; SIGKILL
-    /// after 5 s.
+    /// after 5 s. Then the process's generated configuration, files and logs are removed.
     fn drop(&mut self) {
+        self.stop();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Process {
+    fn stop(&mut self) {
         if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
             // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -543,19 +557,20 @@ fn start_ironclaw(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     if let Some(n) = PROXY_THREADS.get() {
         cmd.args(["--threads", n]);
     }
-    let mut child = cmd
+    let child = cmd
         .args(["--listen", "127.0.0.1:0", "--grant", &origin.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
-    let line = first_line(&mut child)?;
+    let mut proc = Process { child, dir: None };
+    let line = first_line(&mut proc.child)?;
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("http proxy on ")
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("unexpected ironclaw-proxy output {line:?}")))?;
-    Ok((Process { child, _dir: None }, addr))
+    Ok((proc, addr))
 }
 
 fn find(bin: &str) -> Option<PathBuf> {
@@ -584,7 +599,7 @@ fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
             origin.port()
         ),
     )?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-d")
         .arg("-c")
         .arg(&conf)
@@ -592,14 +607,12 @@ fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &mut child, "tinyproxy")?;
-    Ok((
-        Process {
-            child,
-            _dir: Some(dir),
-        },
-        addr,
-    ))
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "tinyproxy")?;
+    Ok((proc, addr))
 }
 
 fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
@@ -620,7 +633,7 @@ fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
              forwarded_for delete\nvia off\ndns_nameservers 127.0.0.1\n"
         ),
     )?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-N")
         .arg("-f")
         .arg(&conf)
@@ -628,14 +641,12 @@ fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &mut child, "squid")?;
-    Ok((
-        Process {
-            child,
-            _dir: Some(dir),
-        },
-        addr,
-    ))
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "squid")?;
+    Ok((proc, addr))
 }
 
 // ------------------------------------------------------------------------------------------
