@@ -1,21 +1,35 @@
-//! Benchmark of the egress proxy against a direct connection, tinyproxy and squid, all measured
-//! in one run against the same local origin on 127.0.0.2.
+//! Benchmark of the egress proxy against a direct connection, a plain TCP relay, tinyproxy and
+//! squid, all measured in one run against the same origin on 127.0.0.2.
 //!
 //! `cargo build --release -p ironclaw-proxy && target/release/proxy-bench [--seconds 3]
-//!  [--rounds 3] [--only ironclaw]`
+//!  [--rounds 3] [--only NAME[,NAME…]] [--origin lean|python|nginx]
+//!  [--connection keep-alive|close]`, NAME one of ironclaw, plain-relay, tinyproxy, squid
+//!  (direct always runs). Run it under `flock -o LOCK` rather than `flock LOCK`: the proxies and
+//!  origins it starts would otherwise inherit the lock.
 //!
 //! Rows (each the median over the rounds; the rounds interleave the contenders):
 //! - latency: one connection, sequential `GET /small` (13-byte body), p50 and p99;
 //! - requests/s: 32 keep-alive connections of `GET /small`;
 //! - MB/s: 4 connections of `GET /1m` (1 MiB bodies);
-//! - CPU time (user + system, from /proc) per request in the req/s row: the proxy's, and the
-//!   load generator's + origin's (this process) for comparison; the proxy's per MiB in the MB/s
-//!   row. CPU time per unit of work is far less sensitive to a busy machine than rates are.
+//! - CPU time (user + system, from /proc, the process and its children) per request in the
+//!   req/s row: the proxy's, and the load generator's + origin's for comparison; the proxy's per
+//!   MiB in the MB/s row. CPU time per unit of work is far less sensitive to a busy machine than
+//!   rates are.
 //!
 //! Each proxy is asked in absolute form (`GET http://127.0.0.2:PORT/small`, what HTTP_PROXY
 //! clients send); the ironclaw proxy is also measured as a CONNECT tunnel (HTTPS_PROXY clients).
+//! The plain relay (this binary re-run with `--serve-plain-relay`, its own process; two
+//! single-threaded tokio loops on SO_REUSEPORT listeners, as the ironclaw proxy's default; a
+//! task per connection doing `copy_bidirectional`, no parsing, no policy) is reached as the
+//! origin is reached directly: it is the floor of any relay that terminates TCP.
 //! tinyproxy and squid (Debian packages, see tests/deps/proxy.sh) run with their own
 //! configuration on 127.0.0.1; a missing one is reported as such and skipped.
+//!
+//! Origins (`--origin`): `lean` (default) is hyper in this process, one thread — the cheapest
+//! origin, the worst case for any proxy's ratio; `python` is Python's standard library file
+//! server (ThreadingHTTPServer + SimpleHTTPRequestHandler, HTTP/1.1, TCP_NODELAY) serving two
+//! files;
+//! `nginx` is Debian's nginx with its packaged defaults serving the same files.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,18 +47,49 @@ const CONNS: usize = 32;
 const BIG_CONNS: usize = 4;
 
 fn main() {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = if args.first().map(String::as_str) == Some("--serve-plain-relay") {
+        match args.get(1) {
+            Some(origin) => serve_plain_relay(origin),
+            None => Err("--serve-plain-relay needs ADDR:PORT".into()),
+        }
+    } else {
+        run()
+    };
+    if let Err(e) = r {
         eprintln!("proxy-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OriginKind {
+    Lean,
+    Python,
+    Nginx,
+}
+
+impl OriginKind {
+    fn name(self) -> &'static str {
+        match self {
+            OriginKind::Lean => "lean (hyper in the bench process, 1 thread)",
+            OriginKind::Python => "python (http.server ThreadingHTTPServer, HTTP/1.1)",
+            OriginKind::Nginx => "nginx (Debian package, packaged defaults)",
+        }
     }
 }
 
 struct Opts {
     seconds: f64,
     rounds: usize,
-    only: Option<String>,
+    only: Option<Vec<String>>,
     proxy_threads: Option<String>,
+    origin: OriginKind,
+    /// One connection per request (`--connection close`) instead of keep-alive.
+    close: bool,
 }
+
+const CONTENDER_NAMES: [&str; 4] = ["ironclaw", "plain-relay", "tinyproxy", "squid"];
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -52,6 +97,8 @@ fn parse_args() -> Result<Opts, String> {
         rounds: 3,
         only: None,
         proxy_threads: None,
+        origin: OriginKind::Lean,
+        close: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,11 +114,45 @@ fn parse_args() -> Result<Opts, String> {
                     .parse()
                     .map_err(|_| "--rounds: expected a count")?
             }
-            "--only" => o.only = Some(val("--only")?),
+            "--only" => {
+                let mut names = Vec::new();
+                for v in val("--only")?.split(',') {
+                    if !CONTENDER_NAMES.contains(&v) {
+                        return Err(format!(
+                            "--only: unknown contender {v:?} (expected a comma-separated list of {})",
+                            CONTENDER_NAMES.join(", ")
+                        ));
+                    }
+                    names.push(v.to_owned());
+                }
+                o.only = Some(names)
+            }
             "--proxy-threads" => o.proxy_threads = Some(val("--proxy-threads")?),
+            "--connection" => match val("--connection")?.as_str() {
+                "keep-alive" => o.close = false,
+                "close" => o.close = true,
+                other => {
+                    return Err(format!(
+                        "--connection: unknown mode {other:?} (expected keep-alive or close)"
+                    ));
+                }
+            },
+            "--origin" => {
+                o.origin = match val("--origin")?.as_str() {
+                    "lean" => OriginKind::Lean,
+                    "python" => OriginKind::Python,
+                    "nginx" => OriginKind::Nginx,
+                    other => {
+                        return Err(format!(
+                            "--origin: unknown origin {other:?} (expected lean, python or nginx)"
+                        ));
+                    }
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, --proxy-threads N)"
+                    "unknown argument {other:?} (expected --seconds N, --rounds N, --only NAME, \
+                     --proxy-threads N, --origin lean|python|nginx, --connection keep-alive|close)"
                 ));
             }
         }
@@ -83,7 +164,26 @@ fn parse_args() -> Result<Opts, String> {
 // Origin
 // ------------------------------------------------------------------------------------------
 
-fn start_origin() -> io::Result<SocketAddr> {
+/// The origin every contender reaches, and its process when it is not this one.
+struct Origin {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    _proc: Option<Process>,
+}
+
+fn start_origin(kind: OriginKind) -> io::Result<Origin> {
+    match kind {
+        OriginKind::Lean => Ok(Origin {
+            addr: start_lean_origin()?,
+            pid: None,
+            _proc: None,
+        }),
+        OriginKind::Python => start_python_origin(),
+        OriginKind::Nginx => start_nginx_origin(),
+    }
+}
+
+fn start_lean_origin() -> io::Result<SocketAddr> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -118,6 +218,206 @@ fn start_origin() -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// A directory holding `www/small` (13 bytes) and `www/1m` (1 MiB), for file-serving origins.
+fn origin_files(name: &str) -> io::Result<PathBuf> {
+    let dir = temp_dir(name)?;
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("small"), SMALL)?;
+    std::fs::write(www.join("1m"), vec![b'x'; 1024 * 1024])?;
+    Ok(dir)
+}
+
+/// Python's standard library file server: `http.server.ThreadingHTTPServer` (one thread per
+/// connection) with `SimpleHTTPRequestHandler`, as `python3 -m http.server --protocol HTTP/1.1`
+/// runs it, with two standard class attributes set: `disable_nagle_algorithm` (without it every
+/// keep-alive response waits ~40 ms for a delayed ACK: the head and the body are two writes)
+/// and a listen backlog of 128 instead of 5 (connection-per-request proxies overflow 5). Its
+/// request log goes to stderr, discarded here.
+const PYTHON_ORIGIN: &str = r#"
+import http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+h = lambda *a, **k: H(*a, directory=sys.argv[3], **k)
+S((sys.argv[1], int(sys.argv[2])), h).serve_forever()
+"#;
+
+fn start_python_origin() -> io::Result<Origin> {
+    let bin = find("python3").ok_or_else(|| io::Error::other("python3 not installed"))?;
+    let dir = origin_files("python")?;
+    let port = free_port([127, 0, 0, 2])?;
+    let child = Command::new(bin)
+        .args(["-c", PYTHON_ORIGIN, "127.0.0.2", &port.to_string()])
+        .arg(dir.join("www"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 2], port));
+    // Owned before the wait: a failed start still stops the process and removes its files.
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "python3 http.server")?;
+    Ok(Origin {
+        addr,
+        pid: Some(proc.child.id()),
+        _proc: Some(proc),
+    })
+}
+
+/// Debian's nginx with the settings of its packaged nginx.conf (worker_processes auto,
+/// sendfile, tcp_nopush, access log on), serving the two files.
+fn start_nginx_origin() -> io::Result<Origin> {
+    let bin = find("nginx").ok_or_else(|| io::Error::other("nginx not installed"))?;
+    let dir = origin_files("nginx")?;
+    let port = free_port([127, 0, 0, 2])?;
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 768; }}\n\
+             http {{\n  sendfile on;\n  tcp_nopush on;\n  types_hash_max_size 2048;\n\
+             default_type application/octet-stream;\n  access_log {d}/access.log;\n\
+             server {{ listen 127.0.0.2:{port}; root {d}/www; }}\n}}\n"
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 2], port));
+    // Owned before the wait: a failed start still stops the process and removes its files.
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "nginx")?;
+    Ok(Origin {
+        addr,
+        pid: Some(proc.child.id()),
+        _proc: Some(proc),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The plain relay (its own process: this binary with --serve-plain-relay ORIGIN)
+// ------------------------------------------------------------------------------------------
+
+/// Buffer per direction of the plain relay (the ironclaw proxy's response buffer is as large).
+const RELAY_BUF: usize = 64 * 1024;
+
+/// Event loops of the plain relay: as many as the ironclaw proxy's default.
+const RELAY_LOOPS: usize = 2;
+
+/// A listener on 127.0.0.1:`port` (0: any) in a SO_REUSEPORT group.
+fn reuseport_listener(port: u16) -> io::Result<std::net::TcpListener> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Accepts on 127.0.0.1, connects each client to `origin` and copies both ways until either
+/// side closes: no parsing, no policy. The same threading as the ironclaw proxy's default:
+/// [`RELAY_LOOPS`] single-threaded event loops (tokio's current-thread runtime) on
+/// SO_REUSEPORT listeners, so a connection never wakes another thread.
+fn serve_plain_relay(origin: &str) -> Result<(), String> {
+    let origin: SocketAddr = origin
+        .parse()
+        .map_err(|_| format!("--serve-plain-relay: expected ADDR:PORT, got {origin:?}"))?;
+    let first = reuseport_listener(0).map_err(|e| format!("plain relay: listen: {e}"))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..RELAY_LOOPS {
+        listeners.push(reuseport_listener(addr.port()).map_err(|e| format!("plain relay: {e}"))?);
+    }
+    println!("plain relay on {addr}");
+    io::Write::flush(&mut io::stdout()).map_err(|e| e.to_string())?;
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|l| std::thread::spawn(move || relay_loop(l, origin)))
+        .collect();
+    for l in loops {
+        l.join()
+            .map_err(|_| "plain relay: a loop panicked".to_owned())??;
+    }
+    Ok(())
+}
+
+fn relay_loop(listener: std::net::TcpListener, origin: SocketAddr) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut up) = TcpStream::connect(origin).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut up,
+                    RELAY_BUF,
+                    RELAY_BUF,
+                )
+                .await;
+            });
+        }
+    })
+}
+
+fn start_plain_relay(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
+    let exe = std::env::current_exe()?;
+    let child = Command::new(&exe)
+        .args(["--serve-plain-relay", &origin.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", exe.display())))?;
+    let mut proc = Process { child, dir: None };
+    let line = first_line(&mut proc.child)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("plain relay on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("unexpected plain relay output {line:?}")))?;
+    Ok((proc, addr))
+}
+
+fn first_line(child: &mut Child) -> io::Result<String> {
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
+    }
+    Ok(line)
+}
+
 // ------------------------------------------------------------------------------------------
 // Contenders
 // ------------------------------------------------------------------------------------------
@@ -127,6 +427,8 @@ enum Via {
     Direct,
     Absolute(SocketAddr),
     Connect(SocketAddr),
+    /// A transparent relay: spoken to exactly as the origin is.
+    Plain(SocketAddr),
 }
 
 struct Contender {
@@ -136,33 +438,98 @@ struct Contender {
     pid: Option<u32>,
 }
 
-/// CPU time (user + system, all threads) a process has used so far, in µs.
+/// CPU time (user + system, all threads) a process, its reaped children and its live
+/// descendants have used so far, in µs (nginx and squid work in child processes).
 fn cpu_us(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start with the state (field 3);
-    // utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((ppid, ticks)) = proc_stat(p) {
+            procs.push((p, ppid, ticks));
+        }
+    }
+    let mut total = procs.iter().find(|(p, _, _)| *p == pid)?.2;
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, ppid, ticks) in &procs {
+            if ppid == parent {
+                total += ticks;
+                frontier.push(p);
+            }
+        }
+    }
+    Some(total * 1e6 / hz as f64)
+}
+
+/// CPU time (user + system, all threads) of this process alone, in µs.
+fn self_cpu_us() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     (hz > 0).then(|| ticks * 1e6 / hz as f64)
+}
+
+/// (parent pid, utime + stime + cutime + cstime in clock ticks) of a process.
+fn proc_stat(pid: u32) -> Option<(u32, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with the state (field 3);
+    // the parent is field 4, utime, stime, cutime and cstime are fields 14 to 17.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let mut ticks = 0.0;
+    for i in 11..15 {
+        ticks += f.get(i)?.parse::<f64>().ok()?;
+    }
+    Some((ppid, ticks))
 }
 
 struct Process {
     child: Child,
-    _dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Process {
+    /// SIGTERM first, so that a master process (nginx) takes its workers down with it; SIGKILL
+    /// after 5 s. Then the process's generated configuration, files and logs are removed.
     fn drop(&mut self) {
+        self.stop();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Process {
+    fn stop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+fn free_port(ip: [u8; 4]) -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?
         .local_addr()?
         .port())
 }
@@ -190,22 +557,20 @@ fn start_ironclaw(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     if let Some(n) = PROXY_THREADS.get() {
         cmd.args(["--threads", n]);
     }
-    let mut child = cmd
+    let child = cmd
         .args(["--listen", "127.0.0.1:0", "--grant", &origin.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
-    }
+    let mut proc = Process { child, dir: None };
+    let line = first_line(&mut proc.child)?;
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("http proxy on ")
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("unexpected ironclaw-proxy output {line:?}")))?;
-    Ok((Process { child, _dir: None }, addr))
+    Ok((proc, addr))
 }
 
 fn find(bin: &str) -> Option<PathBuf> {
@@ -223,7 +588,7 @@ fn temp_dir(name: &str) -> io::Result<PathBuf> {
 
 fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let bin = find("tinyproxy").ok_or_else(|| io::Error::other("tinyproxy not installed"))?;
-    let port = free_port()?;
+    let port = free_port([127, 0, 0, 1])?;
     let dir = temp_dir("tinyproxy")?;
     let conf = dir.join("tinyproxy.conf");
     std::fs::write(
@@ -234,7 +599,7 @@ fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
             origin.port()
         ),
     )?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-d")
         .arg("-c")
         .arg(&conf)
@@ -242,19 +607,17 @@ fn start_tinyproxy(origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &mut child, "tinyproxy")?;
-    Ok((
-        Process {
-            child,
-            _dir: Some(dir),
-        },
-        addr,
-    ))
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "tinyproxy")?;
+    Ok((proc, addr))
 }
 
 fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
     let bin = find("squid").ok_or_else(|| io::Error::other("squid not installed"))?;
-    let port = free_port()?;
+    let port = free_port([127, 0, 0, 1])?;
     let dir = temp_dir("squid")?;
     let d = dir.display();
     // squid drops to the `proxy` user: let it write its pid and log.
@@ -270,7 +633,7 @@ fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
              forwarded_for delete\nvia off\ndns_nameservers 127.0.0.1\n"
         ),
     )?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-N")
         .arg("-f")
         .arg(&conf)
@@ -278,14 +641,12 @@ fn start_squid(_origin: SocketAddr) -> io::Result<(Process, SocketAddr)> {
         .stderr(Stdio::null())
         .spawn()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &mut child, "squid")?;
-    Ok((
-        Process {
-            child,
-            _dir: Some(dir),
-        },
-        addr,
-    ))
+    let mut proc = Process {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, &mut proc.child, "squid")?;
+    Ok((proc, addr))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -313,7 +674,7 @@ impl Client {
     async fn open(via: Via, origin: SocketAddr) -> io::Result<Client> {
         let addr = match via {
             Via::Direct => origin,
-            Via::Absolute(p) | Via::Connect(p) => p,
+            Via::Absolute(p) | Via::Connect(p) | Via::Plain(p) => p,
         };
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
@@ -387,10 +748,27 @@ impl Client {
     }
 }
 
+/// Set by `--connection close`: one connection (and one CONNECT tunnel) per request, as `ab`
+/// without `-k` does.
+static CONN_CLOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn conn_close() -> bool {
+    CONN_CLOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn request_bytes(via: Via, origin: SocketAddr, path: &str) -> Vec<u8> {
+    let close = if conn_close() {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
     match via {
-        Via::Absolute(_) => format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
-        Via::Direct | Via::Connect(_) => format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n"),
+        Via::Absolute(_) => {
+            format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n{close}\r\n")
+        }
+        Via::Direct | Via::Connect(_) | Via::Plain(_) => {
+            format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n{close}\r\n")
+        }
     }
     .into_bytes()
 }
@@ -433,7 +811,7 @@ async fn load(
                 }
                 n += 1;
                 bytes += len as u64;
-                if !keep {
+                if !keep || conn_close() {
                     c = Client::open(via, origin).await?;
                     used = false;
                 }
@@ -477,7 +855,7 @@ struct Figures {
     cpu_req: Vec<f64>,
     /// The proxy's CPU time per MiB in the MB/s row, µs.
     cpu_mib: Vec<f64>,
-    /// This process's (load generator + origin) CPU time per request in the req/s row, µs.
+    /// The load generator's (this process) + origin's CPU time per request in the req/s row, µs.
     ends_req: Vec<f64>,
 }
 
@@ -486,17 +864,34 @@ fn run() -> Result<(), String> {
     if let Some(n) = &o.proxy_threads {
         let _ = PROXY_THREADS.set(n.clone());
     }
-    let origin = start_origin().map_err(|e| format!("origin: {e}"))?;
+    CONN_CLOSE.store(o.close, std::sync::atomic::Ordering::Relaxed);
+    let origin_proc =
+        start_origin(o.origin).map_err(|e| format!("origin {}: {e}", o.origin.name()))?;
+    let origin = origin_proc.addr;
+    // CPU time of the load generator (this process's own threads, which include the lean
+    // origin's) plus an external origin's process tree.
+    let ends_cpu = || {
+        let own = self_cpu_us()?;
+        match origin_proc.pid {
+            Some(p) => Some(own + cpu_us(p)?),
+            None => Some(own),
+        }
+    };
     let mut procs = Vec::new();
     let mut contenders = vec![Contender {
         name: "direct".into(),
         via: Via::Direct,
         pid: None,
     }];
-    let want = |n: &str| o.only.as_deref().is_none_or(|only| only == n);
+    let want = |n: &str| {
+        o.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|x| x == n))
+    };
     type Starter = fn(SocketAddr) -> io::Result<(Process, SocketAddr)>;
-    let starters: [(&str, Starter); 3] = [
+    let starters: [(&str, Starter); 4] = [
         ("ironclaw", start_ironclaw),
+        ("plain-relay", start_plain_relay),
         ("tinyproxy", start_tinyproxy),
         ("squid", start_squid),
     ];
@@ -508,9 +903,13 @@ fn run() -> Result<(), String> {
             Ok((p, addr)) => {
                 let pid = Some(p.child.id());
                 procs.push(p);
+                let (shown, via) = match name {
+                    "plain-relay" => ("plain relay", Via::Plain(addr)),
+                    _ => (name, Via::Absolute(addr)),
+                };
                 contenders.push(Contender {
-                    name: name.into(),
-                    via: Via::Absolute(addr),
+                    name: shown.into(),
+                    via,
                     pid,
                 });
                 if name == "ironclaw" {
@@ -554,13 +953,13 @@ fn run() -> Result<(), String> {
                 figs[i].p50.push(percentile(&lat, 0.5));
                 figs[i].p99.push(percentile(&lat, 0.99));
                 let cpu0 = c.pid.and_then(cpu_us);
-                let ends0 = cpu_us(std::process::id());
+                let ends0 = ends_cpu();
                 let (n, _, _) = load(c.via, origin, "/small", CONNS, dur, false)
                     .await
                     .map_err(|e| format!("{} requests/s: {e}", c.name))?;
                 figs[i].rps.push(n as f64 / o.seconds);
                 let cpu1 = c.pid.and_then(cpu_us);
-                if let (Some(a), Some(b)) = (ends0, cpu_us(std::process::id())) {
+                if let (Some(a), Some(b)) = (ends0, ends_cpu()) {
                     figs[i].ends_req.push((b - a) / n.max(1) as f64);
                 }
                 if let (Some(a), Some(b)) = (cpu0, cpu1) {
@@ -589,8 +988,15 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
     let d_rps = median(figs[0].rps.clone());
     let d_mbps = median(figs[0].mbps.clone());
     println!(
-        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin on 127.0.0.2, proxies on 127.0.0.1",
-        o.rounds, o.seconds
+        "proxy-bench: {} rounds x {} s per row, medians over rounds; origin {} on 127.0.0.2, proxies on 127.0.0.1; {}",
+        o.rounds,
+        o.seconds,
+        o.origin.name(),
+        if o.close {
+            "one connection per request (Connection: close)"
+        } else {
+            "keep-alive connections"
+        }
     );
     println!(
         "| contender | p50 µs | added p50 µs | p99 µs | req/s @{CONNS} conns | vs direct | MB/s 1 MiB @{BIG_CONNS} conns | vs direct | proxy CPU µs/req | client+origin CPU µs/req | proxy CPU µs/MiB |"
@@ -621,6 +1027,27 @@ fn report(contenders: &[Contender], figs: &[Figures], o: &Opts) {
             cpu(&f.cpu_req),
             cpu(&f.ends_req),
             cpu(&f.cpu_mib),
+        );
+    }
+    // The same figures round by round (each against direct in the same round): the spread
+    // shows what the medians hide on a shared machine.
+    println!();
+    println!("per round (against direct in the same round):");
+    let d = &figs[0];
+    for (c, f) in contenders.iter().zip(figs).skip(1) {
+        let rows = |v: &[f64], dv: &[f64], fmt: &dyn Fn(f64, f64) -> String| {
+            v.iter()
+                .zip(dv)
+                .map(|(a, b)| fmt(*a, *b))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "- {}: added p50 µs {}; req/s {}; MB/s {}",
+            c.name,
+            rows(&f.p50, &d.p50, &|a, b| format!("{:+.1}", a - b)),
+            rows(&f.rps, &d.rps, &|a, b| format!("{:.2}x", a / b)),
+            rows(&f.mbps, &d.mbps, &|a, b| format!("{:.2}x", a / b)),
         );
     }
 }
