@@ -114,22 +114,11 @@ impl Block {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn at_avx2(chunk: &[u8; 64]) -> Block {
+        use super::simd::{eq, within};
         use std::arch::x86_64::{
-            __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8,
-            _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+            __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+            _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
         };
-        // Signed compares: bytes >= 0x80 are negative, below every bound here.
-        #[target_feature(enable = "avx2")]
-        fn within(x: __m256i, lo: u8, hi: u8) -> __m256i {
-            _mm256_and_si256(
-                _mm256_cmpgt_epi8(x, _mm256_set1_epi8(lo as i8 - 1)),
-                _mm256_cmpgt_epi8(_mm256_set1_epi8(hi as i8 + 1), x),
-            )
-        }
-        #[target_feature(enable = "avx2")]
-        fn eq(x: __m256i, b: u8) -> __m256i {
-            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8))
-        }
         let mut k = Block::default();
         for j in 0..2 {
             // SAFETY: bytes `32 * j .. 32 * j + 32` of a 64-byte array; the load is unaligned.

@@ -6,6 +6,8 @@
 use crate::fold::{Folded, fold_char_cached, leet};
 
 mod blobs;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 pub(crate) use blobs::find_blobs;
 
 /// Longest word kept in full; longer runs are split.
@@ -344,22 +346,11 @@ impl Window {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn at_avx2(bytes: &[u8], base: usize) -> Window {
+        use simd::{eq, within};
         use std::arch::x86_64::{
-            __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8,
-            _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+            __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+            _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
         };
-        // Signed byte compares: bytes >= 0x80 are negative, so below every ASCII bound.
-        #[target_feature(enable = "avx2")]
-        fn within(x: __m256i, lo: u8, hi: u8) -> __m256i {
-            _mm256_and_si256(
-                _mm256_cmpgt_epi8(x, _mm256_set1_epi8(lo as i8 - 1)),
-                _mm256_cmpgt_epi8(_mm256_set1_epi8(hi as i8 + 1), x),
-            )
-        }
-        #[target_feature(enable = "avx2")]
-        fn eq(x: __m256i, b: u8) -> __m256i {
-            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8))
-        }
         let mut padded = [0u8; 64];
         let block: &[u8; 64] = match bytes.get(base..).and_then(|b| b.first_chunk::<64>()) {
             Some(b) => b,
