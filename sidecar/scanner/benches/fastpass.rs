@@ -9,17 +9,11 @@
 //! the machine's load).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ironclaw_scanner::{Mode, Scanner};
 
-fn evals_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("IRONCLAW_EVALS_DIR") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/evals/injection")
-}
+mod common;
 
 /// Best MB/s of `passes` passes of `f` over `docs`, and a checksum of its results.
 fn best(docs: &[&String], passes: usize, f: impl Fn(&str) -> usize) -> (f64, usize) {
@@ -46,19 +40,7 @@ fn main() {
         .or(std::env::var("PASSES").ok().as_ref())
         .and_then(|p| p.parse().ok())
         .unwrap_or(15usize);
-    let path = evals_dir().join("benign_corpus_dev.jsonl");
-    let raw = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set IRONCLAW_EVALS_DIR)", path.display()));
-    let docs: Vec<String> = raw
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let (_, docs) = common::benign_corpus();
     let scanner = Scanner::new();
     let run = |d: &str| {
         if whole {

@@ -12,20 +12,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use ironclaw_scanner::{Mode, Scanner, count_hidden};
 
+mod common;
+
 const PHRASES: &str = include_str!("../bench/phrases.txt");
 const RUNS: usize = 9;
-
-fn evals_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("IRONCLAW_EVALS_DIR") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/evals/injection")
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -48,19 +43,7 @@ fn measure(docs: &[String], bytes: usize, mut f: impl FnMut(&str) -> usize) -> f
 }
 
 fn main() {
-    let path = evals_dir().join("benign_corpus_dev.jsonl");
-    let raw = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set IRONCLAW_EVALS_DIR)", path.display()));
-    let docs: Vec<String> = raw
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let (path, docs) = common::benign_corpus();
     let bytes: usize = docs.iter().map(String::len).sum();
     let phrases: Vec<&str> = PHRASES
         .lines()
