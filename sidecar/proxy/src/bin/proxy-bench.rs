@@ -255,18 +255,7 @@ fn start_python_origin() -> io::Result<Origin> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let addr = SocketAddr::from(([127, 0, 0, 2], port));
-    // Owned before the wait: a failed start still stops the process and removes its files.
-    let mut proc = Process {
-        child,
-        dir: Some(dir),
-    };
-    wait_listening(addr, &mut proc.child, "python3 http.server")?;
-    Ok(Origin {
-        addr,
-        pid: Some(proc.child.id()),
-        _proc: Some(proc),
-    })
+    spawned_origin(child, dir, port, "python3 http.server")
 }
 
 /// Debian's nginx with the settings of its packaged nginx.conf (worker_processes auto,
@@ -296,13 +285,18 @@ fn start_nginx_origin() -> io::Result<Origin> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    spawned_origin(child, dir, port, "nginx")
+}
+
+/// An origin process just spawned on 127.0.0.2:`port`, once it listens. It is owned before the
+/// wait, so a failed start still stops the process and removes its files.
+fn spawned_origin(child: Child, dir: PathBuf, port: u16, name: &str) -> io::Result<Origin> {
     let addr = SocketAddr::from(([127, 0, 0, 2], port));
-    // Owned before the wait: a failed start still stops the process and removes its files.
     let mut proc = Process {
         child,
         dir: Some(dir),
     };
-    wait_listening(addr, &mut proc.child, "nginx")?;
+    wait_listening(addr, &mut proc.child, name)?;
     Ok(Origin {
         addr,
         pid: Some(proc.child.id()),
