@@ -9,6 +9,12 @@ use crate::token::Token;
 
 /// Hashed feature space size (log2).
 pub const BITS: u32 = 16;
+/// Number of weights.
+const SIZE: usize = 1 << BITS;
+/// The previous-word state of a segment's first word: its "bigram" feature
+/// `index(prev.rotate_left(23) ^ h ^ 2)` is then `index(h ^ 3)`, the sentence-initial feature,
+/// with no branch.
+const FIRST: u64 = 1u64.rotate_right(23);
 const MAGIC: &[u8; 4] = b"ICWM";
 const HEADER: usize = 24;
 
@@ -18,7 +24,7 @@ fn index(x: u64) -> u32 {
 }
 
 /// Per-segment feature generator shared by training and inference.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct SegmentFeatures {
     prev: u64,
     ntok: u32,
@@ -28,17 +34,28 @@ pub struct SegmentFeatures {
     joined: u32,
 }
 
+impl Default for SegmentFeatures {
+    fn default() -> Self {
+        SegmentFeatures {
+            prev: FIRST,
+            ntok: 0,
+            caps: 0,
+            mixed: 0,
+            leet: 0,
+            joined: 0,
+        }
+    }
+}
+
 impl SegmentFeatures {
     /// Features contributed by one token.
     #[inline]
     pub(crate) fn token(&mut self, t: &Token<'_>, mut f: impl FnMut(u32)) {
         let h = t.hash;
         f(index(h ^ 0x01));
-        if self.ntok == 0 {
-            f(index(h ^ 0x03));
-        } else {
-            f(index(self.prev.rotate_left(23) ^ h ^ 0x02));
-        }
+        // The bigram with the previous word, or (first word: `prev` is `FIRST`) the
+        // sentence-initial feature `index(h ^ 0x03)`.
+        f(index(self.prev.rotate_left(23) ^ h ^ 0x02));
         self.prev = h;
         self.ntok += 1;
         self.caps += u32::from(t.caps);
@@ -106,7 +123,7 @@ pub enum ModelError {
 /// Loaded weights.
 #[derive(Debug, Clone)]
 pub struct Model {
-    pub(crate) weights: Vec<i8>,
+    pub(crate) weights: Box<[i8; SIZE]>,
     pub(crate) scale: f32,
     pub(crate) bias: f32,
     /// Probability at which a segment is flagged (read with [`Model::threshold`]; fixed at
@@ -181,9 +198,14 @@ impl Model {
         Model::new(weights, scale, bias, threshold)
     }
 
+    /// `weights` has `2^BITS` entries (a shorter list is padded with zeros, a longer one cut).
     fn new(weights: Vec<i8>, scale: f32, bias: f32, threshold: f32) -> Model {
+        let mut all = Box::new([0i8; SIZE]);
+        for (d, w) in all.iter_mut().zip(weights) {
+            *d = w;
+        }
         let mut m = Model {
-            weights,
+            weights: all,
             scale,
             bias,
             threshold,
@@ -215,7 +237,8 @@ impl Model {
 
     #[inline]
     pub(crate) fn weight(&self, idx: u32) -> i32 {
-        i32::from(self.weights.get(idx as usize).copied().unwrap_or(0))
+        // `idx` comes from `index`, so it is below `SIZE`; the mask makes that visible.
+        i32::from(self.weights[idx as usize & (SIZE - 1)])
     }
 
     /// Logistic probability for an accumulated integer weight sum.
@@ -246,6 +269,39 @@ mod tests {
         }
         assert!(m.probability(m.min_flag_sum + 2) >= m.threshold);
         assert!(m.probability(m.min_flag_sum + 1) < m.threshold);
+    }
+
+    /// The branch-free first word: its second feature is the sentence-initial one,
+    /// `index(h ^ 3)`, and every later word's is the bigram with the word before it.
+    #[test]
+    fn first_word_gets_the_sentence_initial_feature() {
+        let tok = |hash: u64| Token {
+            text: b"w",
+            hash,
+            start: 0,
+            end: 1,
+            mixed_script: false,
+            leet: false,
+            caps: false,
+            joined: false,
+            prev: 0,
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            let (a, b) = (x, x.rotate_left(17) ^ 0x5555);
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let mut f = SegmentFeatures::default();
+            let mut got = Vec::new();
+            f.token(&tok(a), |i| got.push(i));
+            f.token(&tok(b), |i| got.push(i));
+            f.finish(|_| {});
+            // After `finish` the next word is a first word again.
+            f.token(&tok(b), |i| got.push(i));
+            let bigram = index(a.rotate_left(23) ^ b ^ 0x02);
+            let want = [index(a ^ 1), index(a ^ 3), index(b ^ 1), bigram];
+            assert_eq!(got[..4], want);
+            assert_eq!(got[4..], [index(b ^ 1), index(b ^ 3)]);
+        }
     }
 
     #[test]

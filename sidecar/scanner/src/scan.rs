@@ -20,11 +20,12 @@ pub(crate) struct Triggers {
     masks: Vec<AnchorMask>,
     /// One bit per `FILTER_BITS`-bit hash prefix that some anchor word has: most words are
     /// answered from this 4 KiB bitmap without touching the table.
-    filter: Vec<u64>,
+    filter: Box<[u64; FILTER_WORDS]>,
 }
 
 const TABLE_BITS: u32 = 12;
 const FILTER_BITS: u32 = 15;
+const FILTER_WORDS: usize = 1 << (FILTER_BITS - 6);
 
 /// The filter bit of word hash `h` (its top `FILTER_BITS` bits).
 #[inline]
@@ -38,7 +39,7 @@ impl Triggers {
         let size = 1usize << TABLE_BITS;
         let mut keys = vec![0u64; size];
         let mut masks = vec![0 as AnchorMask; size];
-        let mut filter = vec![0u64; 1usize << (FILTER_BITS - 6)];
+        let mut filter = Box::new([0u64; FILTER_WORDS]);
         for (w, mask) in anchor_words() {
             let h = hash_bytes(w.as_bytes()) | 1;
             let (word, bit) = filter_slot(h);
@@ -66,7 +67,8 @@ impl Triggers {
     fn mask(&self, h: u64) -> AnchorMask {
         let h = h | 1;
         let (word, bit) = filter_slot(h);
-        if self.filter.get(word).is_none_or(|f| f & bit == 0) {
+        // `word` < FILTER_WORDS (a FILTER_BITS-bit prefix shifted right by 6).
+        if self.filter[word & (FILTER_WORDS - 1)] & bit == 0 {
             return 0;
         }
         let size = self.keys.len();
@@ -107,9 +109,9 @@ impl Sink for FastSink<'_> {
     const PUNCT: bool = false;
     #[inline(always)]
     fn token(&mut self, t: &Token<'_>) {
-        if self.feats.tokens() == 0 {
-            self.start = t.start;
-        }
+        // The segment starts at its first word (`start` is `usize::MAX` between segments;
+        // words come in text order, a spaced-letter word after its letters).
+        self.start = self.start.min(t.start);
         let model = self.model;
         let mut s = 0i32;
         self.feats.token(t, |i| s += model.weight(i));
@@ -144,6 +146,7 @@ impl Sink for FastSink<'_> {
         });
         self.sum = 0;
         self.mask = 0;
+        self.start = usize::MAX;
     }
 }
 
@@ -263,7 +266,7 @@ impl Engine {
             triggers: &self.triggers,
             feats: SegmentFeatures::default(),
             sum: 0,
-            start: 0,
+            start: usize::MAX,
             mask: 0,
             xml_bits: self.xml_bits,
             // About one segment per 44 bytes of ordinary text: reserve once.

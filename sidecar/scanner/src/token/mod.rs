@@ -204,7 +204,6 @@ fn load8(bytes: &[u8], at: usize) -> u64 {
 /// Byte classes of the 64 bytes from `base` (bit k is byte `base + k`; zero past the end).
 #[derive(Debug, Clone, Copy)]
 struct Window {
-    base: usize,
     word: u64,
     upper: u64,
     digit: u64,
@@ -213,6 +212,8 @@ struct Window {
     stop: u64,
     /// ASCII punctuation, sentence marks included (for sinks that want it).
     punct: u64,
+    /// Non-ASCII bytes.
+    high: u64,
 }
 
 /// The `stop` and `punct` masks of a window from its byte-class masks: a sentence mark stops
@@ -230,12 +231,12 @@ impl Window {
     #[inline]
     fn at_swar(bytes: &[u8], base: usize) -> Window {
         let mut w = Window {
-            base,
             word: 0,
             upper: 0,
             digit: 0,
             stop: 0,
             punct: 0,
+            high: 0,
         };
         let (mut sent, mut after) = (0u64, 0u64);
         for k in 0..8 {
@@ -245,6 +246,7 @@ impl Window {
             w.digit |= gather(l.digit) << (8 * k);
             w.stop |= gather(l.stop) << (8 * k);
             w.punct |= gather(l.punct) << (8 * k);
+            w.high |= gather(load8(bytes, base + 8 * k) & HI) << (8 * k);
             sent |= gather(l.sent) << (8 * k);
             after |= gather(l.after) << (8 * k);
         }
@@ -275,12 +277,12 @@ impl Window {
             }
         }
         let mut win = Window {
-            base,
             word: 0,
             upper: 0,
             digit: 0,
             stop: 0,
             punct: 0,
+            high: 0,
         };
         let (mut sent_all, mut after) = (0u64, 0u64);
         let whole = bytes.get(base..base + 64);
@@ -331,6 +333,7 @@ impl Window {
             win.upper |= u64::from(upper) << sh;
             win.digit |= u64::from(digit) << sh;
             win.stop |= u64::from(line_end | high) << sh;
+            win.high |= u64::from(high) << sh;
             win.punct |= u64::from(!(word | space | line_end | sent | high)) << sh;
             sent_all |= u64::from(sent) << sh;
             after |= u64::from(space | line_end) << sh;
@@ -362,12 +365,12 @@ impl Window {
             }
         };
         let mut win = Window {
-            base,
             word: 0,
             upper: 0,
             digit: 0,
             stop: 0,
             punct: 0,
+            high: 0,
         };
         let (mut sent_all, mut after) = (0u64, 0u64);
         for k in 0..2 {
@@ -394,6 +397,7 @@ impl Window {
             win.upper |= mask(u) << sh;
             win.digit |= mask(d) << sh;
             win.stop |= (line_end | high) << sh;
+            win.high |= high << sh;
             win.punct |= (!(word | space | line_end | sent | high) & 0xffff_ffff) << sh;
             sent_all |= sent << sh;
             after |= (space | line_end) << sh;
@@ -414,19 +418,6 @@ impl Window {
         }
     }
 }
-
-/// An ASCII word taken whole by the window driver.
-#[derive(Debug, Clone, Copy)]
-struct WordRun {
-    /// `WORD` flags OR-ed over the word.
-    flags: u8,
-    /// Number of ASCII capitals.
-    upper: u32,
-}
-
-const F_ALPHA: u8 = 1;
-const F_DIGIT: u8 = 2;
-const F_UPPER: u8 = 4;
 
 // Byte classes for the ASCII fast path.
 const SPACE: u8 = 0;
@@ -594,23 +585,60 @@ impl State {
         self.seg_open = true;
     }
 
-    /// Emit a word made only of ASCII letters/digits/underscore, straight from the source.
+    /// Emit a word made only of ASCII letters/digits/underscore, straight from the source:
+    /// `len` (<= `MAX_TOKEN`) bytes at `start`, with `upper` capitals.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn emit_ascii<S: Sink>(
         &mut self,
-        whole: &[u8],
-        raw: &[u8],
+        bytes: &[u8],
         start: usize,
-        prev: u8,
-        run: &WordRun,
+        len: usize,
+        alpha: bool,
+        digit: bool,
+        upper: u32,
         sink: &mut S,
     ) {
-        let flags = run.flags;
-        let len = raw.len();
         let end = start + len;
-        // Spaced-out single letters.
-        if len == 1 && flags & F_ALPHA != 0 {
-            let l = raw[0].to_ascii_lowercase();
+        // Spaced-out single letters, and the end of a run of them.
+        if (len == 1 && alpha) || self.join_len > 0 {
+            self.join_step(bytes, start, len, alpha, sink);
+        }
+        if alpha && digit {
+            self.emit_leet(bytes, start, len, upper, sink);
+        } else {
+            let up = upper as usize;
+            let t = Token {
+                text: bytes.get(start..end).unwrap_or(&[]),
+                hash: hash_at(bytes, start, len),
+                start,
+                end,
+                mixed_script: false,
+                leet: false,
+                caps: up >= 2 && up * 10 >= len * 8,
+                joined: false,
+                prev: bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
+            };
+            sink.token(&t);
+        }
+        self.seg_tokens += 1;
+        self.seg_open = true;
+    }
+
+    /// The spaced-letter step of [`State::emit_ascii`] (a one-letter word, or the first word
+    /// after one).
+    #[inline(never)]
+    fn join_step<S: Sink>(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        len: usize,
+        alpha: bool,
+        sink: &mut S,
+    ) {
+        let end = start + len;
+        if len == 1 && alpha {
+            let l = bytes.get(start).map_or(0, u8::to_ascii_lowercase);
             if self.join_len > 0 && start == self.join_last_end + 1 && self.join_len < MAX_TOKEN {
                 self.join[self.join_len] = l;
                 self.join_len += 1;
@@ -622,40 +650,57 @@ impl State {
                 self.join_start = start;
                 self.join_last_end = end;
             }
-        } else if self.join_len > 0 {
+        } else {
             self.flush_join(sink);
         }
-        let leet_word = flags & (F_ALPHA | F_DIGIT) == (F_ALPHA | F_DIGIT);
-        let up = run.upper as usize;
-        let caps = up >= 2 && up * 10 >= len * 8;
-        let text: &[u8] = if leet_word {
-            let n = len.min(MAX_TOKEN);
-            for (d, s) in self.buf[..n].iter_mut().zip(raw) {
-                *d = leet(s.to_ascii_lowercase());
-            }
-            &self.buf[..n]
-        } else {
-            raw
-        };
-        let hash = if leet_word {
-            hash_bytes(text)
-        } else {
-            hash_at(whole, start, len)
-        };
+    }
+
+    /// A word of ASCII letters and digits: the digits are read as letters.
+    #[inline(never)]
+    fn emit_leet<S: Sink>(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        len: usize,
+        upper: u32,
+        sink: &mut S,
+    ) {
+        let end = start + len;
+        let raw = bytes.get(start..end).unwrap_or(&[]);
+        let n = len.min(MAX_TOKEN);
+        for (d, s) in self.buf[..n].iter_mut().zip(raw) {
+            *d = leet(s.to_ascii_lowercase());
+        }
+        let up = upper as usize;
         let t = Token {
-            text,
-            hash,
+            text: &self.buf[..n],
+            hash: hash_bytes(&self.buf[..n]),
             start,
             end,
             mixed_script: false,
-            leet: leet_word,
-            caps,
+            leet: true,
+            caps: up >= 2 && up * 10 >= len * 8,
             joined: false,
-            prev,
+            prev: bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
         };
         sink.token(&t);
-        self.seg_tokens += 1;
-        self.seg_open = true;
+    }
+
+    /// Open a word on the general path with its ASCII beginning (`len` bytes at `start`).
+    fn begin_ascii(&mut self, bytes: &[u8], start: usize, len: usize, alpha: bool, digit: bool) {
+        self.begin(
+            start,
+            bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
+        );
+        for &c in bytes.get(start..start + len).unwrap_or(&[]) {
+            if c.is_ascii_uppercase() {
+                self.upper += 1;
+            }
+            self.push(c.to_ascii_lowercase());
+        }
+        self.has_alpha = alpha;
+        self.ascii_alpha = alpha;
+        self.has_digit = digit;
     }
 
     #[inline]
@@ -858,109 +903,91 @@ fn window<const V3: bool>(bytes: &[u8], base: usize) -> Window {
 }
 
 /// The tokenizer's driver (see [`tokenize`]).
+///
+/// Each 64-byte window yields one event mask: word starts, line ends, non-ASCII bytes,
+/// sentence marks that may end a segment, and punctuation for a sink that wants it. The events
+/// are taken in order; a word that runs past the window, and text after a stretch handled by
+/// [`general`], start a new window there (so a window always begins outside a word).
 #[inline(always)]
 fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut st = State::new();
-    let mut win = window::<V3>(bytes, 0);
-    let mut i = 0;
-    while i < n {
-        if st.in_tok {
-            i = general(&mut st, text, i, sink);
-            continue;
-        }
-        if i >= win.base + 64 {
-            win = window::<V3>(bytes, i);
-        }
-        let mut off = i - win.base;
-        // Blanks never matter, nor punctuation to a sink that does not want it: jump to the
-        // next byte that does (bytes past the end read as blanks).
-        let events = (win.word | win.stop | if S::PUNCT { win.punct } else { 0 }) >> off;
-        if events == 0 {
-            i = win.base + 64;
-            continue;
-        }
-        let skip = events.trailing_zeros() as usize;
-        i += skip;
-        off += skip;
-        if (win.word >> off) & 1 != 0 {
-            // An ASCII word: its length from the window (refilled if it runs past the end).
-            let mut len = (!(win.word >> off)).trailing_zeros() as usize;
-            if off + len >= 64 && off > 0 {
-                win = window::<V3>(bytes, i);
-                off = 0;
-                len = (!win.word).trailing_zeros() as usize;
-            }
-            let piece = len.min(MAX_TOKEN).min(n - i);
-            let start = i;
-            let end = start + piece;
-            let prev = bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0);
-            let keep = if piece >= 64 {
-                u64::MAX
-            } else {
-                (1u64 << piece) - 1
-            };
-            let upper = (win.upper >> off) & keep;
-            let digit = (win.digit >> off) & keep;
-            let alpha = (win.word >> off) & !(win.digit >> off) & keep;
-            let mut flags = 0u8;
-            if alpha != 0 {
-                flags |= F_ALPHA;
-            }
-            if digit != 0 {
-                flags |= F_DIGIT;
-            }
-            if upper != 0 {
-                flags |= F_UPPER;
-            }
-            let run = WordRun {
-                flags,
-                upper: upper.count_ones(),
-            };
-            if piece < MAX_TOKEN && end < n && bytes[end] >= 0x80 {
-                // The word goes on with non-ASCII letters: continue on the general path.
-                st.begin(start, prev);
-                for &c in &bytes[start..end] {
-                    if c.is_ascii_uppercase() {
-                        st.upper += 1;
-                    }
-                    st.push(c.to_ascii_lowercase());
+    let mut base = 0;
+    'windows: while base < n {
+        let win = window::<V3>(bytes, base);
+        let starts = win.word & !(win.word << 1);
+        let mut events = starts | win.stop | if S::PUNCT { win.punct } else { 0 };
+        while events != 0 {
+            let off = events.trailing_zeros() as usize;
+            events &= events - 1;
+            let i = base + off;
+            if (starts >> off) & 1 != 0 {
+                // An ASCII word (bytes past the end of the text are zero: never word bytes).
+                let len = (!(win.word >> off)).trailing_zeros() as usize;
+                if off + len >= 64 && off > 0 {
+                    // It runs past the window: take it from a window that starts with it.
+                    base = i;
+                    continue 'windows;
                 }
-                st.has_alpha = flags & F_ALPHA != 0;
-                st.ascii_alpha = st.has_alpha;
-                st.has_digit = flags & F_DIGIT != 0;
-                i = end;
+                let piece = len.min(MAX_TOKEN);
+                // `piece` < 64, so the mask is exact.
+                let keep = (1u64 << piece) - 1;
+                let digit = (win.digit >> off) & keep;
+                let alpha = (win.word >> off) & !(win.digit >> off) & keep != 0;
+                let upper = ((win.upper >> off) & keep).count_ones();
+                if len > MAX_TOKEN {
+                    // Longer than a token: its first `MAX_TOKEN` bytes, then the rest as a
+                    // word of its own (from a window that starts with it).
+                    st.emit_ascii(bytes, i, piece, alpha, digit != 0, upper, sink);
+                    if st.seg_tokens >= MAX_SEGMENT_TOKENS {
+                        st.end_segment(i + piece, sink);
+                    }
+                    base = i + piece;
+                    continue 'windows;
+                }
+                // `off + len` < 64 here (off = 0 means len <= MAX_TOKEN).
+                if len < MAX_TOKEN && (win.high >> (off + len)) & 1 != 0 {
+                    // The word goes on with non-ASCII letters: continue on the general path.
+                    st.begin_ascii(bytes, i, len, alpha, digit != 0);
+                    base = general_run(&mut st, text, i + len, sink);
+                    continue 'windows;
+                }
+                st.emit_ascii(bytes, i, len, alpha, digit != 0, upper, sink);
+                if st.seg_tokens >= MAX_SEGMENT_TOKENS {
+                    st.end_segment(i + len, sink);
+                }
                 continue;
             }
-            st.emit_ascii(bytes, &bytes[start..end], start, prev, &run, sink);
-            if st.seg_tokens >= MAX_SEGMENT_TOKENS {
-                st.end_segment(end, sink);
+            // Line ends, sentence marks and punctuation between words: the same steps as in
+            // `general`, with no word to end; non-ASCII text goes to `general`.
+            let b = bytes[i];
+            match CLASS[b as usize] {
+                NEWLINE => st.line_end(i, sink),
+                SENT => st.sentence_mark(bytes, i, sink),
+                PUNCT => sink.punct(b, i),
+                _ => {
+                    base = general_run(&mut st, text, i, sink);
+                    continue 'windows;
+                }
             }
-            i = end;
-            continue;
         }
-        // Line ends, sentence marks and punctuation between words: the same steps as in
-        // `general`, with no word to end; non-ASCII text goes to `general`.
-        let b = bytes[i];
-        match CLASS[b as usize] {
-            NEWLINE => {
-                st.line_end(i, sink);
-                i += 1;
-            }
-            SENT => {
-                st.sentence_mark(bytes, i, sink);
-                i += 1;
-            }
-            PUNCT => {
-                sink.punct(b, i);
-                i += 1;
-            }
-            _ => i = general(&mut st, text, i, sink),
-        }
+        base += 64;
     }
     st.end_token(n, sink);
     st.end_segment(n, sink);
+}
+
+/// [`general`] from `i` for as long as a word is open or the text is not ASCII; returns where
+/// the window driver takes over again (outside a word).
+#[inline(never)]
+fn general_run<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = i;
+    while i < bytes.len() && (st.in_tok || bytes[i] >= 0x80) {
+        i = general(st, text, i, sink);
+    }
+    i
 }
 
 #[cfg(test)]
@@ -1077,16 +1104,16 @@ mod tests {
                 // SAFETY: the CPU has AVX2 (checked just above).
                 let v = unsafe { Window::at_avx2(&all, base) };
                 assert_eq!(
-                    (v.word, v.upper, v.digit, v.stop, v.punct),
-                    (w.word, w.upper, w.digit, w.stop, w.punct)
+                    (v.word, v.upper, v.digit, v.stop, v.punct, v.high),
+                    (w.word, w.upper, w.digit, w.stop, w.punct, w.high)
                 );
             }
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
             {
                 let v = Window::at_sse2(&all, base);
                 assert_eq!(
-                    (v.word, v.upper, v.digit, v.stop, v.punct),
-                    (w.word, w.upper, w.digit, w.stop, w.punct)
+                    (v.word, v.upper, v.digit, v.stop, v.punct, v.high),
+                    (w.word, w.upper, w.digit, w.stop, w.punct, w.high)
                 );
             }
             for k in 0..64 {
@@ -1113,6 +1140,7 @@ mod tests {
                     "{b:?}"
                 );
                 assert_eq!(bit(w.punct), matches!(class, Some(PUNCT | SENT)), "{b:?}");
+                assert_eq!(bit(w.high), matches!(class, Some(HIGH)), "{b:?}");
             }
         }
     }
