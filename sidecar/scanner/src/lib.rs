@@ -242,19 +242,21 @@ impl Scanner {
     /// (segments, segments sent to the rule stage) for `text` (benchmark diagnostics).
     #[doc(hidden)]
     pub fn segment_stats(&self, text: &str) -> (usize, usize) {
-        let (segs, _) = self.engine.segments(text);
+        // The segments not kept are sent nowhere.
+        let fast = self.engine.segments(text, false);
         let t = self.engine.model.threshold;
-        let sent = segs
+        let sent = fast
+            .segs
             .iter()
             .filter(|s| self.engine.any_rule(s.mask) || self.engine.model.probability(s.sum) >= t)
             .count();
-        (segs.len(), sent)
+        (fast.seen, sent)
     }
 
     /// Per rule: (name, segments of `text` whose anchors let the rule run).
     #[doc(hidden)]
     pub fn rule_anchor_hits(&self, text: &str) -> Vec<(&'static str, usize)> {
-        let (segs, _) = self.engine.segments(text);
+        let segs = self.engine.segments(text, true).segs;
         rules::RULES
             .iter()
             .enumerate()
@@ -271,7 +273,7 @@ impl Scanner {
     /// The learned stage's probability for each segment (for the training/eval tools).
     #[doc(hidden)]
     pub fn segment_probabilities(&self, text: &str) -> Vec<(Range<usize>, f32)> {
-        let (segs, _) = self.engine.segments(text);
+        let segs = self.engine.segments(text, true).segs;
         segs.iter()
             .map(|s| (s.start..s.end, self.engine.model.probability(s.sum)))
             .collect()

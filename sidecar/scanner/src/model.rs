@@ -19,7 +19,7 @@ const MAGIC: &[u8; 4] = b"ICWM";
 const HEADER: usize = 24;
 
 #[inline]
-fn index(x: u64) -> u32 {
+const fn index(x: u64) -> u32 {
     (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as u32
 }
 
@@ -89,6 +89,30 @@ impl SegmentFeatures {
             f(index(0x20_0004));
         }
         *self = SegmentFeatures::default();
+    }
+
+    /// The summed weights of the features [`SegmentFeatures::finish`] emits, without a
+    /// branch (the scanner's fast pass); resets the generator.
+    #[inline]
+    pub(crate) fn finish_sum(&mut self, model: &Model) -> i32 {
+        const LEN: [u32; 6] = [
+            index(0x10_0000),
+            index(0x10_0001),
+            index(0x10_0002),
+            index(0x10_0003),
+            index(0x10_0004),
+            index(0x10_0005),
+        ];
+        // 0..=1 words: bucket 0, 2..=3: 1, 4..=7: 2, 8..=15: 3, 16..=31: 4, more: 5.
+        let bucket = (31 - self.ntok.max(1).leading_zeros()).min(5) as usize;
+        let on = |c: bool| -i32::from(c);
+        let s = model.weight(LEN[bucket])
+            + (model.weight(index(0x20_0001)) & on(self.caps >= 2))
+            + (model.weight(index(0x20_0002)) & on(self.mixed >= 1))
+            + (model.weight(index(0x20_0003)) & on(self.leet >= 2))
+            + (model.weight(index(0x20_0004)) & on(self.joined >= 1));
+        *self = SegmentFeatures::default();
+        s
     }
 
     /// Tokens seen so far in this segment.
@@ -269,6 +293,34 @@ mod tests {
         }
         assert!(m.probability(m.min_flag_sum + 2) >= m.threshold);
         assert!(m.probability(m.min_flag_sum + 1) < m.threshold);
+    }
+
+    /// The branch-free segment features sum to what `finish` emits, for every count.
+    #[test]
+    fn finish_sum_equals_the_emitted_features() {
+        let m = Model::from_bytes(include_bytes!("../model/weights.bin")).unwrap();
+        for ntok in 0..200 {
+            for flags in 0..16u32 {
+                let f = SegmentFeatures {
+                    prev: 7,
+                    ntok,
+                    caps: if flags & 1 != 0 {
+                        2 + ntok % 3
+                    } else {
+                        ntok % 2
+                    },
+                    mixed: (flags >> 1) & 1,
+                    leet: if flags & 4 != 0 { 2 } else { ntok % 2 },
+                    joined: (flags >> 3) & 1,
+                };
+                let (mut a, mut b) = (f.clone(), f);
+                let mut want = 0;
+                a.finish(|i| want += m.weight(i));
+                assert_eq!(b.finish_sum(&m), want, "ntok {ntok} flags {flags}");
+                assert_eq!(b.ntok, 0);
+                assert_eq!(b.prev, FIRST);
+            }
+        }
     }
 
     /// The branch-free first word: its second feature is the sentence-initial one,

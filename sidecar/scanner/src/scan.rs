@@ -94,14 +94,27 @@ pub(crate) struct Segment {
     pub mixed_script: u32,
 }
 
+/// What the fast pass found in a text.
+pub(crate) struct FastPass {
+    /// The segments the later stages look at (all of them when asked to keep all).
+    pub segs: Vec<Segment>,
+    /// How many segments the text has.
+    pub seen: usize,
+    pub blobs: Vec<Blob>,
+}
+
 struct FastSink<'a> {
-    model: &'a Model,
-    triggers: &'a Triggers,
+    engine: &'a Engine,
     feats: SegmentFeatures,
     sum: i32,
     start: usize,
     mask: AnchorMask,
-    xml_bits: AnchorMask,
+    /// Where the text has `<|` (a chat-template token), in order; `next_chat` is the first
+    /// not yet given to a segment.
+    chat: &'a [usize],
+    next_chat: usize,
+    keep_all: bool,
+    seen: usize,
     segs: Vec<Segment>,
 }
 
@@ -112,15 +125,15 @@ impl Sink for FastSink<'_> {
         // The segment starts at its first word (`start` is `usize::MAX` between segments;
         // words come in text order, a spaced-letter word after its letters).
         self.start = self.start.min(t.start);
-        let model = self.model;
+        let engine = self.engine;
         let mut s = 0i32;
-        self.feats.token(t, |i| s += model.weight(i));
+        self.feats.token(t, |i| s += engine.model.weight(i));
         self.sum += s;
-        let mut m = self.triggers.mask(t.hash);
+        let mut m = engine.triggers.mask(t.hash);
         // Most words are no anchor: one test for them.
         if m != 0 {
-            if m & self.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
-                m &= !self.xml_bits;
+            if m & engine.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
+                m &= !engine.xml_bits;
             }
             self.mask |= m;
         }
@@ -131,19 +144,39 @@ impl Sink for FastSink<'_> {
         if self.feats.tokens() == 0 {
             return;
         }
+        let engine = self.engine;
         let obfuscated = self.feats.obfuscated();
         let mixed_script = self.feats.mixed_script();
-        let model = self.model;
-        let mut s = 0i32;
-        self.feats.finish(|i| s += model.weight(i));
-        self.segs.push(Segment {
-            start: self.start,
-            end,
-            sum: self.sum + s,
-            mask: self.mask,
-            obfuscated,
-            mixed_script,
-        });
+        let sum = self.sum + self.feats.finish_sum(&engine.model);
+        let mut mask = self.mask;
+        // Chat-template tokens (`<|…|>`) are punctuation-led, found apart with memmem: one
+        // that starts before this segment's end (and after the previous segment's) lets the
+        // marker rule run here when it starts at most two bytes before the first word.
+        while let Some(&pos) = self.chat.get(self.next_chat)
+            && pos < end
+        {
+            if self.start <= pos + 2 {
+                mask |= engine.chat_bits;
+            }
+            self.next_chat += 1;
+        }
+        self.seen += 1;
+        // Only segments some later stage acts on are kept: the model may flag them, a rule
+        // may run, or their look-alike letters are reported (see `Engine::findings`).
+        if self.keep_all
+            || sum >= engine.model.min_flag_sum
+            || engine.any_rule(mask)
+            || mixed_script >= 2
+        {
+            self.segs.push(Segment {
+                start: self.start,
+                end,
+                sum,
+                mask,
+                obfuscated,
+                mixed_script,
+            });
+        }
         self.sum = 0;
         self.mask = 0;
         self.start = usize::MAX;
@@ -217,6 +250,8 @@ pub(crate) struct Engine {
     need_one: AnchorMask,
     /// Anchor bits of the XML-tag rule (its words count only right after `<` or `/`).
     xml_bits: AnchorMask,
+    /// Anchor bits of the chat-template rule (given to segments holding `<|`).
+    chat_bits: AnchorMask,
 }
 
 fn model_score(p: f32, t: f32) -> f32 {
@@ -242,6 +277,11 @@ impl Engine {
             .position(|r| r.name == "fake_xml_authority")
             .map(required_mask)
             .unwrap_or(0);
+        let chat_bits = RULES
+            .iter()
+            .position(|r| r.name == "chat_template_token")
+            .map(required_mask)
+            .unwrap_or(0);
         Ok(Engine {
             model,
             rules: RuleSet::new()?,
@@ -249,6 +289,7 @@ impl Engine {
             need_both,
             need_one,
             xml_bits,
+            chat_bits,
         })
     }
 
@@ -259,21 +300,29 @@ impl Engine {
         (mask & (mask >> 1) & self.need_both) | (mask & self.need_one) != 0
     }
 
-    /// The fast pass alone: segments with model sums, and blob candidates.
-    pub(crate) fn segments(&self, text: &str) -> (Vec<Segment>, Vec<Blob>) {
+    /// The fast pass alone: segments with model sums (those a later stage acts on, or all of
+    /// them with `keep_all`), and blob candidates.
+    pub(crate) fn segments(&self, text: &str, keep_all: bool) -> FastPass {
+        let chat: Vec<usize> = memchr::memmem::find_iter(text.as_bytes(), b"<|").collect();
         let mut sink = FastSink {
-            model: &self.model,
-            triggers: &self.triggers,
+            engine: self,
             feats: SegmentFeatures::default(),
             sum: 0,
             start: usize::MAX,
             mask: 0,
-            xml_bits: self.xml_bits,
-            // About one segment per 44 bytes of ordinary text: reserve once.
-            segs: Vec::with_capacity(text.len() / 40 + 1),
+            chat: &chat,
+            next_chat: 0,
+            keep_all,
+            seen: 0,
+            // About one segment per 44 bytes of ordinary text.
+            segs: Vec::with_capacity(if keep_all { text.len() / 40 + 1 } else { 8 }),
         };
         tokenize(text, &mut sink);
-        (sink.segs, find_blobs(text))
+        FastPass {
+            segs: sink.segs,
+            seen: sink.seen,
+            blobs: find_blobs(text),
+        }
     }
 
     /// All findings for `text` (offsets into `text`), any score.
@@ -301,25 +350,7 @@ impl Engine {
             }
         }
         // 2. Fast pass.
-        let (mut segs, blobs) = self.segments(text);
-        // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
-        // the segments that hold one run the marker rule.
-        let chat_bits = RULES
-            .iter()
-            .position(|r| r.name == "chat_template_token")
-            .map(required_mask)
-            .unwrap_or(0);
-        let mut k = 0usize;
-        for pos in memchr::memmem::find_iter(text.as_bytes(), b"<|") {
-            while k < segs.len() && segs[k].end <= pos {
-                k += 1;
-            }
-            if let Some(s) = segs.get_mut(k)
-                && s.start <= pos + 2
-            {
-                s.mask |= chat_bits;
-            }
-        }
+        let FastPass { segs, blobs, .. } = self.segments(text, false);
         let mut matches: Vec<RuleMatch> = Vec::new();
         for seg in &segs {
             let ms = if seg.sum >= self.model.min_flag_sum {
