@@ -336,7 +336,6 @@ mod tests {
             leet: false,
             caps: false,
             joined: false,
-            prev: 0,
         };
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..1000 {

@@ -105,6 +105,8 @@ pub(crate) struct FastPass {
 
 struct FastSink<'a> {
     engine: &'a Engine,
+    /// The text (the byte before an anchor word is read here, rarely).
+    text: &'a [u8],
     feats: SegmentFeatures,
     sum: i32,
     start: usize,
@@ -132,7 +134,12 @@ impl Sink for FastSink<'_> {
         let mut m = engine.triggers.mask(t.hash);
         // Most words are no anchor: one test for them.
         if m != 0 {
-            if m & engine.xml_bits != 0 && t.prev != b'<' && t.prev != b'/' {
+            // The byte before the word (spaced-letter words have none).
+            let prev = match t.start.checked_sub(1) {
+                Some(p) if !t.joined => self.text.get(p).copied().unwrap_or(0),
+                _ => 0,
+            };
+            if m & engine.xml_bits != 0 && prev != b'<' && prev != b'/' {
                 m &= !engine.xml_bits;
             }
             self.mask |= m;
@@ -306,6 +313,7 @@ impl Engine {
         let chat: Vec<usize> = memchr::memmem::find_iter(text.as_bytes(), b"<|").collect();
         let mut sink = FastSink {
             engine: self,
+            text: text.as_bytes(),
             feats: SegmentFeatures::default(),
             sum: 0,
             start: usize::MAX,

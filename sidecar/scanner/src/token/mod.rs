@@ -36,8 +36,6 @@ pub(crate) struct Token<'a> {
     pub caps: bool,
     /// Synthesised from spaced-out letters ("i g n o r e").
     pub joined: bool,
-    /// The byte just before the word (0 at the start).
-    pub prev: u8,
 }
 
 /// Receiver of the token stream.
@@ -99,10 +97,26 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     const CASE: u64 = 0x2020_2020_2020_2020;
     // The low `n` bytes (0 ..= 8) of a word.
-    #[inline(always)]
-    fn keep(n: usize) -> u64 {
-        u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+    const fn keep(n: usize) -> u64 {
+        if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        }
     }
+    /// For a word of `len` (1 ..= 16) bytes: the masks of its first and second 8-byte chunk.
+    const MASKS: [(u64, u64); 17] = {
+        let mut t = [(0u64, 0u64); 17];
+        let mut len = 0;
+        while len <= 16 {
+            t[len] = (
+                keep(if len < 8 { len } else { 8 }),
+                keep(len.saturating_sub(8)),
+            );
+            len += 1;
+        }
+        t
+    };
     if len > 0
         && len <= 16
         && let Some(w) = bytes.get(start..start + 16)
@@ -113,9 +127,10 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
         let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
         a.copy_from_slice(&w[..8]);
         b.copy_from_slice(&w[8..]);
-        let first = (u64::from_le_bytes(a) | CASE) & keep(len.min(8));
+        let (m1, m2) = MASKS[len];
+        let first = (u64::from_le_bytes(a) | CASE) & m1;
         let h1 = ((len as u64).rotate_left(5) ^ first).wrapping_mul(K);
-        let second = (u64::from_le_bytes(b) | CASE) & keep(len.saturating_sub(8));
+        let second = (u64::from_le_bytes(b) | CASE) & m2;
         let h2 = (h1.rotate_left(5) ^ second).wrapping_mul(K);
         let h = if len > 8 { h2 } else { h1 };
         return h ^ (h >> 29);
@@ -465,8 +480,6 @@ struct State {
     confusable: bool,
     ascii_alpha: bool,
     seg_tokens: u32,
-    seg_open: bool,
-    prev: u8,
     // spaced-letter joining ("i g n o r e")
     join: [u8; MAX_TOKEN],
     join_len: usize,
@@ -487,8 +500,6 @@ impl State {
             confusable: false,
             ascii_alpha: false,
             seg_tokens: 0,
-            seg_open: false,
-            prev: 0,
             join: [0; MAX_TOKEN],
             join_len: 0,
             join_start: 0,
@@ -497,8 +508,7 @@ impl State {
     }
 
     #[inline]
-    fn begin(&mut self, pos: usize, prev: u8) {
-        self.prev = prev;
+    fn begin(&mut self, pos: usize) {
         self.in_tok = true;
         self.len = 0;
         self.start = pos;
@@ -528,7 +538,6 @@ impl State {
                 leet: false,
                 caps: false,
                 joined: true,
-                prev: 0,
             };
             sink.token(&t);
         }
@@ -578,11 +587,9 @@ impl State {
             leet: leet_word,
             caps: self.upper >= 2 && self.upper as usize * 10 >= self.len * 8,
             joined: false,
-            prev: self.prev,
         };
         sink.token(&t);
         self.seg_tokens += 1;
-        self.seg_open = true;
     }
 
     /// Emit a word made only of ASCII letters/digits/underscore, straight from the source:
@@ -617,12 +624,10 @@ impl State {
                 leet: false,
                 caps: up >= 2 && up * 10 >= len * 8,
                 joined: false,
-                prev: bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
             };
             sink.token(&t);
         }
         self.seg_tokens += 1;
-        self.seg_open = true;
     }
 
     /// The spaced-letter step of [`State::emit_ascii`] (a one-letter word, or the first word
@@ -681,17 +686,13 @@ impl State {
             leet: true,
             caps: up >= 2 && up * 10 >= len * 8,
             joined: false,
-            prev: bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
         };
         sink.token(&t);
     }
 
     /// Open a word on the general path with its ASCII beginning (`len` bytes at `start`).
     fn begin_ascii(&mut self, bytes: &[u8], start: usize, len: usize, alpha: bool, digit: bool) {
-        self.begin(
-            start,
-            bytes.get(start.wrapping_sub(1)).copied().unwrap_or(0),
-        );
+        self.begin(start);
         for &c in bytes.get(start..start + len).unwrap_or(&[]) {
             if c.is_ascii_uppercase() {
                 self.upper += 1;
@@ -708,10 +709,10 @@ impl State {
         if self.join_len > 0 {
             self.flush_join(sink);
         }
-        if self.seg_open {
+        // A segment is open once it has a word (spaced-letter words come after their letters).
+        if self.seg_tokens > 0 {
             sink.segment_end(end);
         }
-        self.seg_open = false;
         self.seg_tokens = 0;
     }
 
@@ -746,7 +747,7 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
     match class {
         ALPHA => {
             if !st.in_tok {
-                st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                st.begin(i);
             }
             st.has_alpha = true;
             st.ascii_alpha = true;
@@ -761,7 +762,7 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
         }
         DIGIT => {
             if !st.in_tok {
-                st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                st.begin(i);
             }
             st.has_digit = true;
             st.push(b);
@@ -803,7 +804,7 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
                 }
                 Folded::Ascii { byte, confusable } => {
                     if !st.in_tok {
-                        st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                        st.begin(i);
                     }
                     st.confusable |= confusable;
                     if byte.is_ascii_digit() {
@@ -821,7 +822,7 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
                 }
                 Folded::Letter(l) => {
                     if !st.in_tok {
-                        st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                        st.begin(i);
                     }
                     st.has_alpha = true;
                     let mut tmp = [0u8; 4];
@@ -1024,7 +1025,7 @@ mod tests {
     impl Sink for Record {
         fn token(&mut self, t: &Token<'_>) {
             self.0.push(format!(
-                "t {:?} {:x} {}..{} m{} l{} c{} j{} p{}",
+                "t {:?} {:x} {}..{} m{} l{} c{} j{}",
                 String::from_utf8_lossy(t.text),
                 t.hash,
                 t.start,
@@ -1033,7 +1034,6 @@ mod tests {
                 t.leet,
                 t.caps,
                 t.joined,
-                t.prev
             ));
         }
         fn punct(&mut self, b: u8, pos: usize) {

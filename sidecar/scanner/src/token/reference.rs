@@ -79,7 +79,6 @@ struct State {
     ascii_alpha: bool,
     seg_tokens: u32,
     seg_open: bool,
-    prev: u8,
     // spaced-letter joining ("i g n o r e")
     join: [u8; MAX_TOKEN],
     join_len: usize,
@@ -101,7 +100,6 @@ impl State {
             ascii_alpha: false,
             seg_tokens: 0,
             seg_open: false,
-            prev: 0,
             join: [0; MAX_TOKEN],
             join_len: 0,
             join_start: 0,
@@ -110,8 +108,7 @@ impl State {
     }
 
     #[inline]
-    fn begin(&mut self, pos: usize, prev: u8) {
-        self.prev = prev;
+    fn begin(&mut self, pos: usize) {
         self.in_tok = true;
         self.len = 0;
         self.start = pos;
@@ -141,7 +138,6 @@ impl State {
                 leet: false,
                 caps: false,
                 joined: true,
-                prev: 0,
             };
             sink.token(&t);
         }
@@ -191,7 +187,6 @@ impl State {
             leet: leet_word,
             caps: self.upper >= 2 && self.upper as usize * 10 >= self.len * 8,
             joined: false,
-            prev: self.prev,
         };
         sink.token(&t);
         self.seg_tokens += 1;
@@ -205,7 +200,6 @@ impl State {
         whole: &[u8],
         raw: &[u8],
         start: usize,
-        prev: u8,
         flags: u8,
         sink: &mut S,
     ) {
@@ -256,7 +250,6 @@ impl State {
             leet: leet_word,
             caps,
             joined: false,
-            prev,
         };
         sink.token(&t);
         self.seg_tokens += 1;
@@ -288,7 +281,6 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
         if (class == ALPHA || class == DIGIT) && !st.in_tok {
             // ASCII word fast path.
             let start = i;
-            let prev = if i > 0 { bytes[i - 1] } else { 0 };
             let lim = (start + MAX_TOKEN).min(n);
             let mut flags = 0u8;
             while i < lim {
@@ -301,7 +293,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
             }
             if i < lim && bytes[i] >= 0x80 {
                 // The word goes on with non-ASCII letters: continue on the general path.
-                st.begin(start, prev);
+                st.begin(start);
                 for &c in &bytes[start..i] {
                     if c.is_ascii_uppercase() {
                         st.upper += 1;
@@ -313,7 +305,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
                 st.has_digit = flags & F_DIGIT != 0;
                 continue;
             }
-            st.emit_ascii(bytes, &bytes[start..i], start, prev, flags, sink);
+            st.emit_ascii(bytes, &bytes[start..i], start, flags, sink);
             if st.seg_tokens >= MAX_SEGMENT_TOKENS {
                 st.end_segment(i, sink);
             }
@@ -322,7 +314,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
         match class {
             ALPHA => {
                 if !st.in_tok {
-                    st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                    st.begin(i);
                 }
                 st.has_alpha = true;
                 st.ascii_alpha = true;
@@ -337,7 +329,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
             }
             DIGIT => {
                 if !st.in_tok {
-                    st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                    st.begin(i);
                 }
                 st.has_digit = true;
                 st.push(b);
@@ -382,7 +374,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
                     }
                     Folded::Ascii { byte, confusable } => {
                         if !st.in_tok {
-                            st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                            st.begin(i);
                         }
                         st.confusable |= confusable;
                         if byte.is_ascii_digit() {
@@ -400,7 +392,7 @@ pub(crate) fn tokenize<S: Sink>(text: &str, sink: &mut S) {
                     }
                     Folded::Letter(l) => {
                         if !st.in_tok {
-                            st.begin(i, if i > 0 { bytes[i - 1] } else { 0 });
+                            st.begin(i);
                         }
                         st.has_alpha = true;
                         let mut tmp = [0u8; 4];
