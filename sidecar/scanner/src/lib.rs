@@ -142,7 +142,7 @@ impl ScanResult {
 }
 
 /// The embedded, trained weights.
-static WEIGHTS: &[u8] = include_bytes!("../model/weights.bin");
+pub(crate) static WEIGHTS: &[u8] = include_bytes!("../model/weights.bin");
 
 /// The prompt-injection scanner. Cheap to clone (shared state); `Send + Sync`.
 #[derive(Clone)]
