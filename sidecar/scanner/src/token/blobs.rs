@@ -209,6 +209,14 @@ impl Runs {
             self.marks += marks.count_ones();
             return;
         }
+        let top = m.leading_ones();
+        if self.len == 0 && run_starts(m, self.min) == 0 {
+            // No open run and no run of `min` bytes inside (the usual block): only the run
+            // touching bit 63 is carried over.
+            self.len = top as usize;
+            self.marks = (marks & !low_bits(64 - top)).count_ones();
+            return;
+        }
         // The run at bit 0 ends at the first clear bit; it continues the open one.
         let first = (!m).trailing_zeros();
         let head = low_bits(first);
@@ -218,7 +226,6 @@ impl Runs {
             emit(end - len, end, self.marks + (marks & head).count_ones());
         }
         // The run touching bit 63 stays open (it is not the head run: bit `first` is clear).
-        let top = m.leading_ones();
         let tail = !low_bits(64 - top);
         self.len = top as usize;
         self.marks = (marks & tail).count_ones();

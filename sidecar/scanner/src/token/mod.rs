@@ -119,7 +119,7 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
     };
     if len > 0
         && len <= 16
-        && let Some(w) = bytes.get(start..start + 16)
+        && let Some(w) = bytes.get(start..).and_then(<[u8]>::first_chunk::<16>)
     {
         // One or two rounds of `hash_bytes` (a full or partial 8-byte chunk, then the rest),
         // both computed and the second kept by a select: word lengths vary too much for a
