@@ -185,9 +185,9 @@ fn run_starts(m: u64, len: u32) -> u64 {
     r
 }
 
-/// Runs of one byte class across blocks, reporting each finished run of `min` bytes or more.
-struct Runs {
-    min: u32,
+/// Runs of one byte class across blocks, reporting each finished run of `MIN` bytes or more
+/// (a constant, so that [`run_starts`] unrolls).
+struct Runs<const MIN: u32> {
     /// Length of the run touching the end of the last block (0: none), and its marks.
     len: usize,
     marks: u32,
@@ -199,7 +199,7 @@ fn low_bits(n: u32) -> u64 {
     u64::MAX.checked_shr(64 - n).unwrap_or(0)
 }
 
-impl Runs {
+impl<const MIN: u32> Runs<MIN> {
     /// Feed block `base` (mask `m`, marks `marks`); `emit(start, end, marks)` per finished run
     /// of `min` bytes or more. Branch-free but for the (rare) long runs.
     #[inline(always)]
@@ -210,7 +210,7 @@ impl Runs {
             return;
         }
         let top = m.leading_ones();
-        if self.len == 0 && run_starts(m, self.min) == 0 {
+        if self.len == 0 && run_starts(m, MIN) == 0 {
             // No open run and no run of `min` bytes inside (the usual block): only the run
             // touching bit 63 is carried over.
             self.len = top as usize;
@@ -222,7 +222,7 @@ impl Runs {
         let head = low_bits(first);
         let end = base + first as usize;
         let len = self.len + first as usize;
-        if len >= self.min as usize {
+        if len >= MIN as usize {
             emit(end - len, end, self.marks + (marks & head).count_ones());
         }
         // The run touching bit 63 stays open (it is not the head run: bit `first` is clear).
@@ -231,7 +231,7 @@ impl Runs {
         self.marks = (marks & tail).count_ones();
         // Runs inside the block: the first long-enough start of each run is its start.
         let rest = m & !head & !tail;
-        let mut starts = run_starts(rest, self.min);
+        let mut starts = run_starts(rest, MIN);
         while starts != 0 {
             let p = starts.trailing_zeros();
             // `rest` has a clear bit above every run (bit 63 is clear), so `end` < 64.
@@ -246,7 +246,7 @@ impl Runs {
     }
 
     fn finish(&mut self, end: usize, mut emit: impl FnMut(usize, usize, u32)) {
-        if self.len >= self.min as usize {
+        if self.len >= MIN as usize {
             emit(end - self.len, end, self.marks);
         }
         self.len = 0;
@@ -256,8 +256,8 @@ impl Runs {
 
 /// Both run trackers and their output.
 struct Finder {
-    b64: Runs,
-    morse: Runs,
+    b64: Runs<{ MIN_BLOB as u32 }>,
+    morse: Runs<{ MIN_MORSE as u32 }>,
     out: Vec<Blob>,
 }
 
@@ -265,12 +265,10 @@ impl Finder {
     fn new() -> Finder {
         Finder {
             b64: Runs {
-                min: MIN_BLOB as u32,
                 len: 0,
                 marks: 0,
             },
             morse: Runs {
-                min: MIN_MORSE as u32,
                 len: 0,
                 marks: 0,
             },
