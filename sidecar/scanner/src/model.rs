@@ -27,27 +27,34 @@ const fn index(x: u64) -> u32 {
 #[derive(Debug, Clone)]
 pub struct SegmentFeatures {
     prev: u64,
-    ntok: u32,
-    caps: u32,
-    mixed: u32,
-    leet: u32,
+    /// Four 16-bit counters (one addition per word): words, words in capitals, words with
+    /// look-alike letters, leetspeak words. A segment has at most 64 words plus one
+    /// spaced-letter word per four of them, so no counter reaches 2^16.
+    counts: u64,
     joined: u32,
 }
+
+const NTOK: u32 = 0;
+const CAPS: u32 = 16;
+const MIXED: u32 = 32;
+const LEET: u32 = 48;
 
 impl Default for SegmentFeatures {
     fn default() -> Self {
         SegmentFeatures {
             prev: FIRST,
-            ntok: 0,
-            caps: 0,
-            mixed: 0,
-            leet: 0,
+            counts: 0,
             joined: 0,
         }
     }
 }
 
 impl SegmentFeatures {
+    #[inline]
+    fn count(&self, at: u32) -> u32 {
+        ((self.counts >> at) & 0xffff) as u32
+    }
+
     /// Features contributed by one token.
     #[inline]
     pub(crate) fn token(&mut self, t: &Token<'_>, mut f: impl FnMut(u32)) {
@@ -57,17 +64,17 @@ impl SegmentFeatures {
         // sentence-initial feature `index(h ^ 0x03)`.
         f(index(self.prev.rotate_left(23) ^ h ^ 0x02));
         self.prev = h;
-        self.ntok += 1;
-        self.caps += u32::from(t.caps);
-        self.mixed += u32::from(t.mixed_script);
-        self.leet += u32::from(t.leet);
+        self.counts += (1 << NTOK)
+            | (u64::from(t.caps) << CAPS)
+            | (u64::from(t.mixed_script) << MIXED)
+            | (u64::from(t.leet) << LEET);
         self.joined += u32::from(t.joined);
     }
 
     /// Segment-level features, emitted once at the end; resets the generator.
     #[inline]
     pub(crate) fn finish(&mut self, mut f: impl FnMut(u32)) {
-        let len_bucket = match self.ntok {
+        let len_bucket = match self.count(NTOK) {
             0..=1 => 0u64,
             2..=3 => 1,
             4..=7 => 2,
@@ -76,13 +83,13 @@ impl SegmentFeatures {
             _ => 5,
         };
         f(index(0x10_0000 + len_bucket));
-        if self.caps >= 2 {
+        if self.count(CAPS) >= 2 {
             f(index(0x20_0001));
         }
-        if self.mixed >= 1 {
+        if self.count(MIXED) >= 1 {
             f(index(0x20_0002));
         }
-        if self.leet >= 2 {
+        if self.count(LEET) >= 2 {
             f(index(0x20_0003));
         }
         if self.joined >= 1 {
@@ -104,12 +111,12 @@ impl SegmentFeatures {
             index(0x10_0005),
         ];
         // 0..=1 words: bucket 0, 2..=3: 1, 4..=7: 2, 8..=15: 3, 16..=31: 4, more: 5.
-        let bucket = (31 - self.ntok.max(1).leading_zeros()).min(5) as usize;
+        let bucket = (31 - self.count(NTOK).max(1).leading_zeros()).min(5) as usize;
         let on = |c: bool| -i32::from(c);
         let s = model.weight(LEN[bucket])
-            + (model.weight(index(0x20_0001)) & on(self.caps >= 2))
-            + (model.weight(index(0x20_0002)) & on(self.mixed >= 1))
-            + (model.weight(index(0x20_0003)) & on(self.leet >= 2))
+            + (model.weight(index(0x20_0001)) & on(self.count(CAPS) >= 2))
+            + (model.weight(index(0x20_0002)) & on(self.count(MIXED) >= 1))
+            + (model.weight(index(0x20_0003)) & on(self.count(LEET) >= 2))
             + (model.weight(index(0x20_0004)) & on(self.joined >= 1));
         *self = SegmentFeatures::default();
         s
@@ -117,13 +124,14 @@ impl SegmentFeatures {
 
     /// Tokens seen so far in this segment.
     pub(crate) fn tokens(&self) -> u32 {
-        self.ntok
+        self.count(NTOK)
     }
     pub(crate) fn obfuscated(&self) -> u32 {
-        self.mixed + self.joined + if self.leet >= 2 { self.leet } else { 0 }
+        let leet = self.count(LEET);
+        self.count(MIXED) + self.joined + if leet >= 2 { leet } else { 0 }
     }
     pub(crate) fn mixed_script(&self) -> u32 {
-        self.mixed
+        self.count(MIXED)
     }
 }
 
@@ -301,23 +309,30 @@ mod tests {
         let m = Model::from_bytes(include_bytes!("../model/weights.bin")).unwrap();
         for ntok in 0..200 {
             for flags in 0..16u32 {
+                let caps = if flags & 1 != 0 {
+                    2 + ntok % 3
+                } else {
+                    ntok % 2
+                };
+                let mixed = (flags >> 1) & 1;
+                let leet = if flags & 4 != 0 { 2 } else { ntok % 2 };
                 let f = SegmentFeatures {
                     prev: 7,
-                    ntok,
-                    caps: if flags & 1 != 0 {
-                        2 + ntok % 3
-                    } else {
-                        ntok % 2
-                    },
-                    mixed: (flags >> 1) & 1,
-                    leet: if flags & 4 != 0 { 2 } else { ntok % 2 },
+                    counts: u64::from(ntok)
+                        | u64::from(caps) << CAPS
+                        | u64::from(mixed) << MIXED
+                        | u64::from(leet) << LEET,
                     joined: (flags >> 3) & 1,
                 };
+                assert_eq!(
+                    (f.tokens(), f.mixed_script(), f.count(CAPS), f.count(LEET)),
+                    (ntok, mixed, caps, leet)
+                );
                 let (mut a, mut b) = (f.clone(), f);
                 let mut want = 0;
                 a.finish(|i| want += m.weight(i));
                 assert_eq!(b.finish_sum(&m), want, "ntok {ntok} flags {flags}");
-                assert_eq!(b.ntok, 0);
+                assert_eq!(b.counts, 0);
                 assert_eq!(b.prev, FIRST);
             }
         }

@@ -122,6 +122,7 @@ struct FastSink<'a> {
 
 impl Sink for FastSink<'_> {
     const PUNCT: bool = false;
+    const TEXT: bool = false;
     #[inline(always)]
     fn token(&mut self, t: &Token<'_>) {
         // The segment starts at its first word (`start` is `usize::MAX` between segments;

@@ -264,14 +264,8 @@ struct Finder {
 impl Finder {
     fn new() -> Finder {
         Finder {
-            b64: Runs {
-                len: 0,
-                marks: 0,
-            },
-            morse: Runs {
-                len: 0,
-                marks: 0,
-            },
+            b64: Runs { len: 0, marks: 0 },
+            morse: Runs { len: 0, marks: 0 },
             out: Vec::new(),
         }
     }

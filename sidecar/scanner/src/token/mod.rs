@@ -22,7 +22,8 @@ pub(crate) const MIN_MORSE: usize = 24;
 /// A normalised word.
 #[derive(Debug)]
 pub(crate) struct Token<'a> {
-    /// Lowercase, folded, leet-decoded bytes (UTF-8).
+    /// Lowercase, folded, leet-decoded bytes (UTF-8); ASCII words are given as written (the
+    /// word hash folds their case), and left empty for a sink whose [`Sink::TEXT`] is false.
     pub text: &'a [u8],
     pub hash: u64,
     /// Byte range in the scanned text.
@@ -43,6 +44,9 @@ pub(crate) trait Sink {
     /// Whether the sink wants [`Sink::punct`] calls: a sink that does not lets the tokenizer
     /// pass over punctuation and blanks without looking at them one by one.
     const PUNCT: bool = true;
+    /// Whether the sink reads [`Token::text`] of plain ASCII words (when not, it is empty
+    /// there).
+    const TEXT: bool = true;
     fn token(&mut self, t: &Token<'_>);
     /// ASCII punctuation byte at `pos` (not letters, digits or whitespace).
     #[inline]
@@ -606,33 +610,41 @@ impl State {
         upper: u32,
         sink: &mut S,
     ) {
-        let end = start + len;
-        // Spaced-out single letters, and the end of a run of them.
+        // One test for the rare kinds (evaluated without short-circuits): a one-letter word
+        // or the word after a run of them (spaced-out letters), and letters mixed with digits.
+        if ((len == 1) & alpha) | (self.join_len > 0) | (alpha & digit) {
+            self.emit_rare(bytes, start, len, alpha, digit, upper, sink);
+        } else {
+            emit_plain(bytes, start, len, upper, sink);
+        }
+        self.seg_tokens += 1;
+    }
+
+    /// The rare kinds of [`State::emit_ascii`].
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn emit_rare<S: Sink>(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        len: usize,
+        alpha: bool,
+        digit: bool,
+        upper: u32,
+        sink: &mut S,
+    ) {
         if (len == 1 && alpha) || self.join_len > 0 {
             self.join_step(bytes, start, len, alpha, sink);
         }
         if alpha && digit {
             self.emit_leet(bytes, start, len, upper, sink);
         } else {
-            let up = upper as usize;
-            let t = Token {
-                text: bytes.get(start..end).unwrap_or(&[]),
-                hash: hash_at(bytes, start, len),
-                start,
-                end,
-                mixed_script: false,
-                leet: false,
-                caps: up >= 2 && up * 10 >= len * 8,
-                joined: false,
-            };
-            sink.token(&t);
+            emit_plain(bytes, start, len, upper, sink);
         }
-        self.seg_tokens += 1;
     }
 
     /// The spaced-letter step of [`State::emit_ascii`] (a one-letter word, or the first word
     /// after one).
-    #[inline(never)]
     fn join_step<S: Sink>(
         &mut self,
         bytes: &[u8],
@@ -661,7 +673,6 @@ impl State {
     }
 
     /// A word of ASCII letters and digits: the digits are read as letters.
-    #[inline(never)]
     fn emit_leet<S: Sink>(
         &mut self,
         bytes: &[u8],
@@ -733,6 +744,28 @@ impl State {
             self.end_segment(pos + 1, sink);
         }
     }
+}
+
+/// An ASCII word of letters or of digits, straight from the source: `len` (<= `MAX_TOKEN`)
+/// bytes at `start`, with `upper` capitals.
+#[inline(always)]
+fn emit_plain<S: Sink>(bytes: &[u8], start: usize, len: usize, upper: u32, sink: &mut S) {
+    let up = upper as usize;
+    let t = Token {
+        text: if S::TEXT {
+            bytes.get(start..start + len).unwrap_or(&[])
+        } else {
+            &[]
+        },
+        hash: hash_at(bytes, start, len),
+        start,
+        end: start + len,
+        mixed_script: false,
+        leet: false,
+        caps: up >= 2 && up * 10 >= len * 8,
+        joined: false,
+    };
+    sink.token(&t);
 }
 
 /// One step of the byte-at-a-time tokenizer at `i` (a byte the window driver does not take:
