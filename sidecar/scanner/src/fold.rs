@@ -161,24 +161,38 @@ fn fold_char_slow(c: char) -> Folded {
 
 /// Leetspeak digit → letter, used for words that mix letters and digits ("y0ur", "1nstruct10ns").
 pub(crate) fn leet(b: u8) -> u8 {
-    match b {
-        b'0' => b'o',
-        b'1' => b'i',
-        b'2' => b'z',
-        b'3' => b'e',
-        b'4' => b'a',
-        b'5' => b's',
-        b'6' => b'g',
-        b'7' => b't',
-        b'8' => b'b',
-        b'9' => b'g',
-        other => other,
-    }
+    LEET[b as usize]
 }
+
+/// [`leet`] as a table: digits read as the letters they stand for, other bytes unchanged.
+static LEET: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    let letters = *b"oizeasgtbg";
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = letters[d];
+        d += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leet_digits_read_as_letters() {
+        let got: Vec<u8> = b"0123456789".iter().map(|&b| leet(b)).collect();
+        assert_eq!(got, b"oizeasgtbg");
+        for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+            assert_eq!(leet(b), b);
+        }
+    }
 
     #[test]
     fn folds_homoglyphs_fullwidth_and_accents() {

@@ -311,7 +311,12 @@ impl Engine {
     /// The fast pass alone: segments with model sums (those a later stage acts on, or all of
     /// them with `keep_all`), and blob candidates.
     pub(crate) fn segments(&self, text: &str, keep_all: bool) -> FastPass {
-        let chat: Vec<usize> = memchr::memmem::find_iter(text.as_bytes(), b"<|").collect();
+        // `<|` found from its rarer byte: `|` is uncommon in text and code, `<` is not.
+        let bytes = text.as_bytes();
+        let chat: Vec<usize> = memchr::memchr_iter(b'|', bytes)
+            .filter(|&i| i > 0 && bytes.get(i - 1) == Some(&b'<'))
+            .map(|i| i - 1)
+            .collect();
         let mut sink = FastSink {
             engine: self,
             text: text.as_bytes(),
