@@ -147,7 +147,7 @@ impl Sink for FastSink<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn segment_end(&mut self, end: usize) {
         if self.feats.tokens() == 0 {
             return;
