@@ -13,19 +13,26 @@ pub const FLAG_SCORE: f32 = 0.5;
 /// How deep decoded payloads are rescanned (payload inside payload inside text).
 const MAX_DEPTH: u32 = 3;
 
-/// Anchor-word table: open addressing on the word hash itself (no rehashing), sized so
-/// that most probes end at an empty slot.
+/// Anchor words: a 4 KiB bitmap of their hash prefixes answers most words (8% of ordinary
+/// words are anchors: "if", "with", "return"…), then a two-choice (cuckoo) table gives the
+/// mask with two loads and no loop; both fit in the L1 cache.
 pub(crate) struct Triggers {
-    keys: Vec<u64>,
-    masks: Vec<AnchorMask>,
-    /// One bit per `FILTER_BITS`-bit hash prefix that some anchor word has: most words are
-    /// answered from this 4 KiB bitmap without touching the table.
+    /// One bit per `FILTER_BITS`-bit hash prefix that some anchor word has.
     filter: Box<[u64; FILTER_WORDS]>,
+    /// Word hash `| 1` per slot (0: empty).
+    keys: Vec<u64>,
+    /// Per slot: its word's entry in `masks` (0 for an empty slot).
+    entry: Vec<u16>,
+    /// Anchor masks; entry 0 is the empty mask.
+    masks: Vec<AnchorMask>,
+    /// log2 of the number of slots.
+    bits: u32,
 }
 
-const TABLE_BITS: u32 = 12;
 const FILTER_BITS: u32 = 15;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS - 6);
+/// Evictions tried before the table is rebuilt twice as large.
+const MAX_KICKS: usize = 500;
 
 /// The filter bit of word hash `h` (its top `FILTER_BITS` bits).
 #[inline]
@@ -36,33 +43,74 @@ fn filter_slot(h: u64) -> (usize, u64) {
 
 impl Triggers {
     fn new() -> Triggers {
-        let size = 1usize << TABLE_BITS;
-        let mut keys = vec![0u64; size];
-        let mut masks = vec![0 as AnchorMask; size];
-        let mut filter = Box::new([0u64; FILTER_WORDS]);
-        for (w, mask) in anchor_words() {
-            let h = hash_bytes(w.as_bytes()) | 1;
-            let (word, bit) = filter_slot(h);
-            if let Some(f) = filter.get_mut(word) {
-                *f |= bit;
-            }
-            let mut i = (h >> (64 - TABLE_BITS)) as usize;
-            loop {
-                if keys[i] == 0 || keys[i] == h {
-                    keys[i] = h;
-                    masks[i] |= mask;
-                    break;
-                }
-                i = (i + 1) & (size - 1);
-            }
+        // One entry per distinct hash (two words with one hash would share their masks).
+        let mut by_hash = std::collections::BTreeMap::<u64, AnchorMask>::new();
+        for (w, m) in anchor_words() {
+            *by_hash.entry(hash_bytes(w.as_bytes()) | 1).or_default() |= m;
         }
-        Triggers {
-            keys,
-            masks,
-            filter,
+        let mut masks = vec![0 as AnchorMask];
+        masks.extend(by_hash.values().copied());
+        let keys: Vec<(u64, u16)> = by_hash.keys().copied().zip(1u16..).collect();
+        // 1,024 slots for ~300 words; twice as many while some word finds no place (a
+        // two-choice table this empty virtually never needs it).
+        let mut bits = 10;
+        loop {
+            if let Some(t) = Triggers::build(&keys, &masks, bits) {
+                return t;
+            }
+            bits += 1;
         }
     }
 
+    /// The table with `2^bits` slots, if every key finds a place.
+    fn build(keys: &[(u64, u16)], masks: &[AnchorMask], bits: u32) -> Option<Triggers> {
+        let mut t = Triggers {
+            filter: Box::new([0u64; FILTER_WORDS]),
+            keys: vec![0; 1 << bits],
+            entry: vec![0; 1 << bits],
+            masks: masks.to_vec(),
+            bits,
+        };
+        for &(key, entry) in keys {
+            let (word, bit) = filter_slot(key);
+            t.filter[word & (FILTER_WORDS - 1)] |= bit;
+            let (mut k, mut e) = (key, entry);
+            let (a, b) = t.slots(k);
+            let mut at = if t.keys[a] == 0 || t.keys[b] != 0 {
+                a
+            } else {
+                b
+            };
+            let mut placed = false;
+            for _ in 0..MAX_KICKS {
+                std::mem::swap(&mut k, &mut t.keys[at]);
+                std::mem::swap(&mut e, &mut t.entry[at]);
+                if k == 0 {
+                    placed = true;
+                    break;
+                }
+                // The evicted key goes to its other slot.
+                let (a, b) = t.slots(k);
+                at = if at == a { b } else { a };
+            }
+            if !placed {
+                return None;
+            }
+        }
+        Some(t)
+    }
+
+    /// The two slots of hash `h`: its top bits, and bits 16.. (disjoint for up to 2^16 slots).
+    #[inline]
+    fn slots(&self, h: u64) -> (usize, usize) {
+        let size = 1usize << self.bits;
+        (
+            (h >> (64 - self.bits)) as usize,
+            (h >> 16) as usize & (size - 1),
+        )
+    }
+
+    /// The anchor mask of a word (0 for most words).
     #[inline]
     fn mask(&self, h: u64) -> AnchorMask {
         let h = h | 1;
@@ -71,15 +119,15 @@ impl Triggers {
         if self.filter[word & (FILTER_WORDS - 1)] & bit == 0 {
             return 0;
         }
-        let size = self.keys.len();
-        let mut i = (h >> (64 - TABLE_BITS)) as usize;
-        loop {
-            match self.keys.get(i) {
-                Some(&k) if k == h => return self.masks.get(i).copied().unwrap_or(0),
-                Some(&0) | None => return 0,
-                Some(_) => i = (i + 1) & (size - 1),
-            }
-        }
+        let (a, b) = self.slots(h);
+        let hit = |s: usize| {
+            let k = self.keys.get(s).copied().unwrap_or(0);
+            let e = self.entry.get(s).copied().unwrap_or(0);
+            e & u16::from(k == h).wrapping_neg()
+        };
+        // A key sits in one slot; when both slots are the same, both sides agree.
+        let e = hit(a) | hit(b);
+        self.masks.get(usize::from(e)).copied().unwrap_or(0)
     }
 }
 
@@ -486,6 +534,40 @@ pub(crate) fn strip_invisible(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every anchor word gets its mask, and other words get none (every anchor word, and
+    /// words that differ from one by a letter).
+    #[test]
+    fn anchor_table_answers_every_word() {
+        let t = Triggers::new();
+        let words = anchor_words();
+        assert!(words.len() > 100);
+        for (w, m) in &words {
+            assert_eq!(t.mask(hash_bytes(w.as_bytes())), *m, "{w}");
+            let mut other = w.as_bytes().to_vec();
+            other.push(b'q');
+            if !words.iter().any(|(x, _)| x.as_bytes() == other.as_slice()) {
+                assert_eq!(t.mask(hash_bytes(&other)), 0, "{w}q");
+            }
+        }
+        for w in ["table", "network", "zebra", "q", ""] {
+            assert_eq!(t.mask(hash_bytes(w.as_bytes())), 0, "{w}");
+        }
+        // The same answers from a table built larger (as after a failed build).
+        let keys: Vec<(u64, u16)> = words
+            .iter()
+            .zip(1u16..)
+            .map(|((w, _), e)| (hash_bytes(w.as_bytes()) | 1, e))
+            .collect();
+        let mut masks = vec![0];
+        masks.extend(words.iter().map(|(_, m)| *m));
+        let big = Triggers::build(&keys, &masks, 14).unwrap();
+        for (w, m) in &words {
+            assert_eq!(big.mask(hash_bytes(w.as_bytes())), *m, "{w}");
+        }
+        // Too small a table cannot hold them: the build says so instead of losing words.
+        assert!(Triggers::build(&keys, &masks, 7).is_none());
+    }
 
     /// The fast pass keeps exactly the segments a later stage acts on: the same segments as
     /// keeping all and filtering afterwards, chat-template tokens included.
