@@ -122,6 +122,24 @@ impl SegmentFeatures {
         s
     }
 
+    /// The largest sum [`SegmentFeatures::finish_sum`] can give with `model`.
+    fn max_finish(model: &Model) -> i32 {
+        let len = (0..6u64)
+            .map(|b| model.weight(index(0x10_0000 + b)))
+            .max()
+            .unwrap_or(0);
+        (1..=4u64)
+            .map(|f| model.weight(index(0x20_0000 + f)).max(0))
+            .sum::<i32>()
+            + len
+    }
+
+    /// Start a new segment without its segment-level features (a segment dismissed early).
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        *self = SegmentFeatures::default();
+    }
+
     /// Tokens seen so far in this segment.
     pub(crate) fn tokens(&self) -> u32 {
         self.count(NTOK)
@@ -164,6 +182,9 @@ pub struct Model {
     /// A weight sum below which no segment can reach `threshold` (the logistic function is
     /// monotone), so that most segments are decided without computing a probability.
     pub(crate) min_flag_sum: i32,
+    /// The largest weight sum a segment's segment-level features can add: a segment whose
+    /// word weights stay below `min_flag_sum - max_finish` cannot be flagged.
+    pub(crate) max_finish: i32,
 }
 
 fn f32_at(b: &[u8], at: usize) -> f32 {
@@ -242,7 +263,9 @@ impl Model {
             bias,
             threshold,
             min_flag_sum: i32::MIN,
+            max_finish: 0,
         };
+        m.max_finish = SegmentFeatures::max_finish(&m);
         // Smallest sum whose probability reaches the threshold (binary search on the
         // monotone logistic), less a margin for rounding; sums never leave ±2^20.
         let (mut lo, mut hi) = (-(1i32 << 20), 1i32 << 20);
@@ -331,6 +354,7 @@ mod tests {
                 let (mut a, mut b) = (f.clone(), f);
                 let mut want = 0;
                 a.finish(|i| want += m.weight(i));
+                assert!(want <= m.max_finish, "ntok {ntok} flags {flags}: {want}");
                 assert_eq!(b.finish_sum(&m), want, "ntok {ntok} flags {flags}");
                 assert_eq!(b.counts, 0);
                 assert_eq!(b.prev, FIRST);

@@ -201,6 +201,26 @@ impl Sink for FastSink<'_> {
             return;
         }
         let engine = self.engine;
+        // Most segments can neither be flagged by the model (even with the largest
+        // segment-level weights) nor let a rule run nor hold look-alike letters or a
+        // chat-template token: they are dismissed without their segment-level features.
+        if !self.keep_all
+            && self.sum
+                < engine
+                    .model
+                    .min_flag_sum
+                    .saturating_sub(engine.model.max_finish)
+            && !engine.any_rule(self.mask)
+            && self.feats.mixed_script() < 2
+            && self.chat.get(self.next_chat).is_none_or(|&pos| pos >= end)
+        {
+            self.seen += 1;
+            self.feats.reset();
+            self.sum = 0;
+            self.mask = 0;
+            self.start = usize::MAX;
+            return;
+        }
         let obfuscated = self.feats.obfuscated();
         let mixed_script = self.feats.mixed_script();
         let sum = self.sum + self.feats.finish_sum(&engine.model);
