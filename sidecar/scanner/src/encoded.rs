@@ -165,7 +165,7 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     let raw = text.get(blob.start..blob.end)?;
     match blob.kind {
         BlobKind::Base64OrHex => {
-            if !may_decode(raw) {
+            if !may_decode(raw.as_bytes()) {
                 return None;
             }
             decode_run(raw, blob.start)
@@ -186,27 +186,54 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     }
 }
 
-/// Whether a base64/hex candidate can decode to readable text at all, in one pass: base64 is
-/// only tried on text with both cases and a digit, `+` or `/` (see `decode_b64_or_hex`), and
-/// every hex path decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of
-/// `=` or `-` and constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and
-/// documentation) stop here.
-fn may_decode(raw: &str) -> bool {
-    let (mut digit, mut upper, mut lower, mut plus_slash) = (false, false, false, false);
-    let (mut hex_run, mut longest_hex) = (0usize, 0usize);
-    for b in raw.bytes() {
-        digit |= b.is_ascii_digit();
-        upper |= b.is_ascii_uppercase();
-        lower |= b.is_ascii_lowercase();
-        plus_slash |= b == b'+' || b == b'/';
-        hex_run = if b.is_ascii_hexdigit() {
-            hex_run + 1
-        } else {
-            0
-        };
-        longest_hex = longest_hex.max(hex_run);
+/// Whether a base64/hex candidate can decode to readable text at all: base64 is only tried on
+/// text with both cases and a digit, `+` or `/` (see `decode_b64_or_hex`), and every hex path
+/// decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of `=` or `-` and
+/// constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and documentation) stop here.
+///
+/// The class test is one branch-free pass the compiler vectorises; the hex-run test probes
+/// only every `MIN_BLOB`-th byte (see [`has_hex_run`]).
+fn may_decode(raw: &[u8]) -> bool {
+    let (mut digit, mut upper, mut lower, mut plus_slash) = (0u8, 0u8, 0u8, 0u8);
+    for &b in raw {
+        digit |= u8::from(b.wrapping_sub(b'0') < 10);
+        upper |= u8::from(b.wrapping_sub(b'A') < 26);
+        lower |= u8::from(b.wrapping_sub(b'a') < 26);
+        plus_slash |= u8::from(b == b'+') | u8::from(b == b'/');
     }
-    (upper && lower && (digit || plus_slash)) || longest_hex >= crate::token::MIN_BLOB
+    upper & lower & (digit | plus_slash) != 0 || has_hex_run(raw, crate::token::MIN_BLOB)
+}
+
+/// Whether `raw` holds `n` consecutive ASCII hex digits. Any `n` consecutive positions include
+/// exactly one of `n-1, 2n-1, 3n-1, …`, so only those are probed; a hex digit there is extended
+/// at most `n-1` bytes to each side. Linear, and about `len/n` probes on text without hex runs.
+fn has_hex_run(raw: &[u8], n: usize) -> bool {
+    let Some(step) = n.checked_sub(1) else {
+        return true;
+    };
+    let mut p = step;
+    while let Some(b) = raw.get(p) {
+        if b.is_ascii_hexdigit() {
+            let before = raw.get(..p).unwrap_or_default();
+            let left = before
+                .iter()
+                .rev()
+                .take(step)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            let after = raw.get(p + 1..).unwrap_or_default();
+            let right = after
+                .iter()
+                .take(step - left)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if left + 1 + right >= n {
+                return true;
+            }
+        }
+        p += n;
+    }
+    false
 }
 
 /// A base64/hex run: the whole, else the part after the last `=`/`/` inside it (`key=value`
@@ -300,16 +327,115 @@ mod tests {
         for r in &runs {
             if decode_run(r, 0).is_some() {
                 decoded += 1;
-                assert!(may_decode(r), "{r:?} decodes but the prefilter drops it");
+                assert!(
+                    may_decode(r.as_bytes()),
+                    "{r:?} decodes but the prefilter drops it"
+                );
             }
         }
         assert!(decoded >= TEXTS.len() * 4, "only {decoded} runs decoded");
-        assert!(!may_decode("compute_hmac_for_data_and_more"));
-        assert!(!may_decode("======================"));
-        assert!(!may_decode("PINENTRY_STATUS_PIN_REPEATED"));
-        assert!(!may_decode("V4L2_CID_AUDIO_COMPRESSION_GAIN"));
-        assert!(!may_decode("tree-optimization/107206"));
-        assert!(may_decode("b0b3803e8c2959dd67ca96debc54b5c6464f0d41"));
+        assert!(!may_decode(b"compute_hmac_for_data_and_more"));
+        assert!(!may_decode(b"======================"));
+        assert!(!may_decode(b"PINENTRY_STATUS_PIN_REPEATED"));
+        assert!(!may_decode(b"V4L2_CID_AUDIO_COMPRESSION_GAIN"));
+        assert!(!may_decode(b"tree-optimization/107206"));
+        assert!(may_decode(b"b0b3803e8c2959dd67ca96debc54b5c6464f0d41"));
+    }
+
+    /// The one-pass byte-at-a-time prefilter this module used before `may_decode` was split in
+    /// a vectorised class pass and a probing hex-run test (kept as the oracle).
+    fn may_decode_reference(raw: &[u8]) -> bool {
+        let (mut digit, mut upper, mut lower, mut plus_slash) = (false, false, false, false);
+        let (mut hex_run, mut longest_hex) = (0usize, 0usize);
+        for &b in raw {
+            digit |= b.is_ascii_digit();
+            upper |= b.is_ascii_uppercase();
+            lower |= b.is_ascii_lowercase();
+            plus_slash |= b == b'+' || b == b'/';
+            hex_run = if b.is_ascii_hexdigit() {
+                hex_run + 1
+            } else {
+                0
+            };
+            longest_hex = longest_hex.max(hex_run);
+        }
+        (upper && lower && (digit || plus_slash)) || longest_hex >= crate::token::MIN_BLOB
+    }
+
+    fn longest_hex_run(raw: &[u8]) -> usize {
+        raw.split(|b| !b.is_ascii_hexdigit())
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `has_hex_run` probes every n-th byte only: it agrees with the longest run on random
+    /// strings over hex-heavy alphabets, for run lengths around every probe offset.
+    #[test]
+    fn hex_run_probe_agrees_with_the_longest_run() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x4e7);
+        for alphabet in [&b"0123456789abcdefABCDEF_"[..], b"0a-", b"fF9g", b"0"] {
+            for _ in 0..20000 {
+                let len = rng.random_range(0..130);
+                let s: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let longest = longest_hex_run(&s);
+                for n in [0, 1, 2, 3, 7, 19, 20, 21, 40] {
+                    assert_eq!(
+                        has_hex_run(&s, n),
+                        longest >= n,
+                        "n={n} {:?}",
+                        String::from_utf8_lossy(&s)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The vectorised prefilter gives the old one-pass answer on every input: random runs over
+    /// the blob alphabet (with hex-only and single-class stretches planted) and every blob
+    /// candidate of the five evaluation files.
+    #[test]
+    fn the_prefilter_matches_the_byte_at_a_time_oracle() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e4);
+        const ALPHABETS: &[&[u8]] = &[
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_",
+            b"0123456789abcdef_-",
+            b"0123456789ABCDEFabcdef/",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_",
+            b"abcdefghijklmnopqrstuvwxyz0123456789-/",
+            b"Aa+",
+        ];
+        let mut agree = [0usize; 2];
+        for alphabet in ALPHABETS {
+            for _ in 0..20000 {
+                let len = rng.random_range(0..200);
+                let s: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let want = may_decode_reference(&s);
+                assert_eq!(may_decode(&s), want, "{:?}", String::from_utf8_lossy(&s));
+                agree[usize::from(want)] += 1;
+            }
+        }
+        assert!(agree[0] > 1000 && agree[1] > 1000, "{agree:?}");
+        let mut candidates = 0usize;
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(&text) {
+                let raw = &text.as_bytes()[b.start..b.end];
+                assert_eq!(
+                    may_decode(raw),
+                    may_decode_reference(raw),
+                    "{:?}",
+                    String::from_utf8_lossy(raw)
+                );
+                candidates += 1;
+            }
+        }
+        assert!(candidates > 10000, "only {candidates} blob candidates");
     }
 
     #[test]
