@@ -2,6 +2,7 @@
 //! A blob counts only when it decodes to readable natural-language text, so git hashes,
 //! checksums, keys and long numbers (which decode to binary noise) never fire.
 
+use base64::DecodeSliceError;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
@@ -124,7 +125,77 @@ fn decode_morse(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Decoded bytes looked at before a full decode: enough that the binary behind hashes, keys
+/// and checksums almost always shows an invalid UTF-8 sequence or a control byte.
+const PREFIX_BYTES: usize = 16;
+
+/// Whether the decoded text that starts with `prefix` (the first bytes of a decoding) can be
+/// readable text. `false` is exact: an invalid UTF-8 sequence inside the prefix makes the whole
+/// decoding invalid UTF-8 (`String::from_utf8` fails), and a control character other than
+/// tab and line ends makes `is_readable` false wherever it stands. A sequence cut at the end of
+/// the prefix is not judged.
+fn prefix_may_be_readable(prefix: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(prefix) {
+        Ok(s) => s,
+        Err(e) if e.error_len().is_some() => return false,
+        Err(e) => prefix
+            .get(..e.valid_up_to())
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or_default(),
+    };
+    !valid
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+}
+
+/// The hex pre-check: decode the first `PREFIX_BYTES` bytes into a stack buffer. `s` is an
+/// even-length run of hex digits, so every prefix of even length decodes.
+fn hex_prefix_may_be_readable(s: &str) -> bool {
+    let mut buf = [0u8; PREFIX_BYTES];
+    let n = (s.len() / 2).min(PREFIX_BYTES);
+    let (Some(digits), Some(out)) = (s.get(..2 * n), buf.get_mut(..n)) else {
+        return true;
+    };
+    match hex::decode_to_slice(digits, out) {
+        Ok(()) => prefix_may_be_readable(out),
+        Err(_) => true,
+    }
+}
+
+/// The base64 pre-check on `t` (trailing `=` removed): decode its first whole 4-character
+/// groups, standard alphabet else URL-safe (as `decode_b64`). A full decoding that succeeds
+/// starts with exactly these bytes: groups decode independently, and when both alphabets
+/// decode the prefix it holds only letters and digits, which they read alike. When neither
+/// decodes the prefix, neither decodes the whole.
+fn b64_prefix_may_be_readable(t: &str) -> bool {
+    const GROUPS: usize = PREFIX_BYTES / 3;
+    let n = (t.len() / 4).min(GROUPS) * 4;
+    // A `=` inside is left to the full decoding to judge.
+    let Some(head) = t.get(..n).filter(|h| !h.is_empty() && !h.contains('=')) else {
+        return true;
+    };
+    let mut buf = [0u8; GROUPS * 3];
+    let len = match B64.decode_slice(head, &mut buf) {
+        Err(DecodeSliceError::DecodeError(_)) => B64_URL.decode_slice(head, &mut buf),
+        other => other,
+    };
+    match len {
+        Ok(len) => prefix_may_be_readable(buf.get(..len).unwrap_or_default()),
+        Err(DecodeSliceError::DecodeError(_)) => false,
+        Err(DecodeSliceError::OutputSliceTooSmall) => true,
+    }
+}
+
 fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usize, usize)> {
+    decode_b64_or_hex_with(raw, offset, true)
+}
+
+/// `decode_b64_or_hex`; `precheck` off only in the tests that prove the pre-checks exact.
+fn decode_b64_or_hex_with(
+    raw: &str,
+    offset: usize,
+    precheck: bool,
+) -> Option<(String, Encoding, usize, usize)> {
     let edge = |c: char| c == '-' || c == '/' || c == '+';
     let lead = raw.len() - raw.trim_start_matches(edge).len();
     let s = raw.trim_matches(edge);
@@ -142,6 +213,9 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
     }
     let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if hexy {
+        if precheck && !hex_prefix_may_be_readable(s) {
+            return None;
+        }
         let bytes = hex::decode(s).ok()?;
         let d = String::from_utf8(bytes).ok()?;
         return is_readable(&d).then(|| (d, Encoding::Hex, start, start + s.len()));
@@ -152,6 +226,9 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
         && s.bytes()
             .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
     if !mixed {
+        return None;
+    }
+    if precheck && !b64_prefix_may_be_readable(s.trim_end_matches('=')) {
         return None;
     }
     let bytes = decode_b64(s)?;
@@ -436,6 +513,148 @@ mod tests {
             }
         }
         assert!(candidates > 10000, "only {candidates} blob candidates");
+    }
+
+    /// Every run `decode_run` may hand to `decode_b64_or_hex` inside `raw`: the whole, each part
+    /// after a `=` or `/`, and each maximal run of hex digits (also cut to even length).
+    fn sub_runs(raw: &str) -> Vec<&str> {
+        let mut out = vec![raw];
+        for (i, b) in raw.bytes().enumerate() {
+            if b == b'=' || b == b'/' {
+                out.push(&raw[i + 1..]);
+            }
+        }
+        let mut start = 0;
+        for (i, b) in raw.bytes().chain([b' ']).enumerate() {
+            if !b.is_ascii_hexdigit() {
+                if i > start {
+                    out.push(&raw[start..i]);
+                    out.push(&raw[start..start + ((i - start) & !1)]);
+                }
+                start = i + 1;
+            }
+        }
+        out
+    }
+
+    /// The pre-checks before a full hex or base64 decoding never change a result: with and
+    /// without them, the same decodings on encodings of readable text (several scripts, so that
+    /// multi-byte characters are cut at the prefix end), of text with control bytes, of random
+    /// bytes, on random runs, and on every run of every blob candidate of the evaluation sets.
+    #[test]
+    fn the_decode_prechecks_are_exact() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        use rand::{Rng, SeedableRng};
+        const WORDS: &[&str] = &[
+            "ignore",
+            "all",
+            "previous",
+            "instructions",
+            "précédentes",
+            "ΑΒΓ",
+            "δεζ",
+            "инструкции",
+            "指示を無視",
+            "🙂",
+            "a",
+            "send",
+            "\t",
+            "\n",
+            "\r",
+            "\u{1}",
+            "\u{7f}",
+            "\u{85}",
+            "x=1;",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0de);
+        let mut runs: Vec<String> = Vec::new();
+        for _ in 0..6000 {
+            let payload: Vec<u8> = if rng.random_range(0..3) == 0 {
+                (0..rng.random_range(8..60)).map(|_| rng.random()).collect()
+            } else {
+                let n = rng.random_range(2..14);
+                let words: Vec<&str> = (0..n)
+                    .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                    .collect();
+                let mut t = words.join(" ").into_bytes();
+                let cut = rng.random_range(0..=t.len());
+                t.truncate(if rng.random_range(0..4) == 0 {
+                    cut
+                } else {
+                    t.len()
+                });
+                t
+            };
+            runs.push(STANDARD.encode(&payload));
+            runs.push(STANDARD_NO_PAD.encode(&payload));
+            runs.push(URL_SAFE_NO_PAD.encode(&payload));
+            runs.push(hex::encode(&payload));
+            runs.push(hex::encode_upper(&payload));
+        }
+        const ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_";
+        for _ in 0..20000 {
+            let len = rng.random_range(16..90);
+            runs.push(
+                (0..len)
+                    .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                    .collect(),
+            );
+        }
+        let (mut decoded, mut rejected, mut compared) = (0usize, 0usize, 0usize);
+        let mut check = |run: &str| {
+            let fast = decode_b64_or_hex_with(run, 0, true);
+            let full = decode_b64_or_hex_with(run, 0, false);
+            assert_eq!(fast, full, "{run:?}");
+            decoded += usize::from(full.is_some());
+            compared += 1;
+            let t = run.trim_end_matches('=');
+            rejected += usize::from(!b64_prefix_may_be_readable(t));
+            if run.len().is_multiple_of(2) && run.bytes().all(|b| b.is_ascii_hexdigit()) {
+                rejected += usize::from(!hex_prefix_may_be_readable(run));
+            }
+        };
+        for r in &runs {
+            for sub in sub_runs(r) {
+                check(sub);
+            }
+        }
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(&text) {
+                if b.kind == BlobKind::Base64OrHex {
+                    for sub in sub_runs(&text[b.start..b.end]) {
+                        check(sub);
+                    }
+                }
+            }
+        }
+        assert!(
+            decoded > 5000 && rejected > 20000,
+            "{decoded} decoded, {rejected} rejected"
+        );
+        assert!(compared > 200_000, "only {compared} runs compared");
+    }
+
+    #[test]
+    fn prefix_judgement() {
+        assert!(prefix_may_be_readable(b"ignore all"));
+        assert!(prefix_may_be_readable("précé".as_bytes()));
+        // A multi-byte character cut at the end of the prefix is not judged.
+        assert!(prefix_may_be_readable(&"abcé".as_bytes()[..4]));
+        assert!(!prefix_may_be_readable(b"abc\xff rest"));
+        assert!(!prefix_may_be_readable(b"abc\x01"));
+        assert!(!prefix_may_be_readable("ab\u{85}".as_bytes()));
+        assert!(prefix_may_be_readable(b"a\tb\r\nc"));
+        assert!(!hex_prefix_may_be_readable(
+            "b0b3803e8c2959dd67ca96debc54b5c6464f0d41"
+        ));
+        assert!(!b64_prefix_may_be_readable(
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+        ));
+        assert!(b64_prefix_may_be_readable(
+            "aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM"
+        ));
     }
 
     #[test]

@@ -276,6 +276,9 @@ impl Engine {
     /// All findings for `text` (offsets into `text`), any score.
     pub(crate) fn findings(&self, text: &str, depth: u32) -> Vec<Finding> {
         let mut out = Vec::new();
+        // The fast pass runs first so that the hidden-character pass finds the text in cache
+        // (its findings still come first).
+        let (mut segs, blobs) = self.segments(text);
         // 1. Hidden characters on the raw text; tag-character runs are decoded and rescanned.
         for h in scan_hidden(text) {
             out.push(Finding {
@@ -297,8 +300,7 @@ impl Engine {
                 }
             }
         }
-        // 2. Fast pass.
-        let (mut segs, blobs) = self.segments(text);
+        // 2. Fast pass (above).
         // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
         // the segments that hold one run the marker rule.
         let chat_bits = RULES
