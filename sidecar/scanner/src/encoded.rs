@@ -186,6 +186,16 @@ fn b64_prefix_may_be_readable(t: &str) -> bool {
     }
 }
 
+/// `raw.trim_matches(['-', '/', '+'])` and the number of bytes cut at the start, on the bytes
+/// (the marks are ASCII, so every cut is at a character boundary).
+fn trim_edges(raw: &str) -> (usize, &str) {
+    let edge = |b: &&u8| matches!(b, b'-' | b'/' | b'+');
+    let lead = raw.bytes().take_while(|b| edge(&b)).count();
+    let rest = raw.as_bytes().get(lead..).unwrap_or_default();
+    let trail = rest.iter().rev().take_while(edge).count();
+    (lead, raw.get(lead..raw.len() - trail).unwrap_or_default())
+}
+
 fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usize, usize)> {
     decode_b64_or_hex_with(raw, offset, true)
 }
@@ -196,9 +206,7 @@ fn decode_b64_or_hex_with(
     offset: usize,
     precheck: bool,
 ) -> Option<(String, Encoding, usize, usize)> {
-    let edge = |c: char| c == '-' || c == '/' || c == '+';
-    let lead = raw.len() - raw.trim_start_matches(edge).len();
-    let s = raw.trim_matches(edge);
+    let (lead, s) = trim_edges(raw);
     let start = offset + lead;
     if s.len() < crate::token::MIN_BLOB {
         return None;
@@ -271,14 +279,59 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
 /// The class test is one branch-free pass the compiler vectorises; the hex-run test probes
 /// only every `MIN_BLOB`-th byte (see [`has_hex_run`]).
 fn may_decode(raw: &[u8]) -> bool {
-    let (mut digit, mut upper, mut lower, mut plus_slash) = (0u8, 0u8, 0u8, 0u8);
+    let mut seen = 0u8;
     for &b in raw {
-        digit |= u8::from(b.wrapping_sub(b'0') < 10);
-        upper |= u8::from(b.wrapping_sub(b'A') < 26);
-        lower |= u8::from(b.wrapping_sub(b'a') < 26);
-        plus_slash |= u8::from(b == b'+') | u8::from(b == b'/');
+        seen |= CLASS[usize::from(b)];
     }
-    upper & lower & (digit | plus_slash) != 0 || has_hex_run(raw, crate::token::MIN_BLOB)
+    let b64 = seen & UPPER != 0 && seen & LOWER != 0 && seen & (DIGIT | PLUS_SLASH) != 0;
+    b64 || has_hex_run(raw, crate::token::MIN_BLOB)
+}
+
+const DIGIT: u8 = 1;
+const UPPER: u8 = 2;
+const LOWER: u8 = 4;
+const PLUS_SLASH: u8 = 8;
+const HEX: u8 = 16;
+
+/// Byte classes for `may_decode` and `first_longest_hex_run`: one load per byte, no branches
+/// (the blob candidates mix classes unpredictably).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0u8;
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        if c.is_ascii_uppercase() {
+            k |= UPPER;
+        }
+        if c.is_ascii_lowercase() {
+            k |= LOWER;
+        }
+        if c == b'+' || c == b'/' {
+            k |= PLUS_SLASH;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+};
+
+/// (start, length) of the first longest run of ASCII hex digits, without branches per byte.
+fn first_longest_hex_run(raw: &[u8]) -> (usize, usize) {
+    let (mut best, mut run) = ((0usize, 0usize), 0usize);
+    for (i, &b) in raw.iter().enumerate() {
+        run = (run + 1) * usize::from(CLASS[usize::from(b)] >> 4);
+        if run > best.1 {
+            best = (i + 1 - run, run);
+        }
+    }
+    best
 }
 
 /// Whether `raw` holds `n` consecutive ASCII hex digits. Any `n` consecutive positions include
@@ -326,18 +379,7 @@ fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize
     {
         return Some(d);
     }
-    let mut best = (0usize, 0usize);
-    let mut run = 0usize;
-    for (i, c) in raw.bytes().enumerate() {
-        if c.is_ascii_hexdigit() {
-            run += 1;
-            if run > best.1 {
-                best = (i + 1 - run, run);
-            }
-        } else {
-            run = 0;
-        }
-    }
+    let best = first_longest_hex_run(raw.as_bytes());
     if best.1 >= crate::token::MIN_BLOB && best.1 < raw.len() {
         let len = best.1 & !1;
         return raw
@@ -468,6 +510,67 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn edges_are_trimmed_as_by_trim_matches() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &["-", "/", "+", "a", "=", "é", "9"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xed9);
+        for _ in 0..20000 {
+            let raw: String = (0..rng.random_range(0..12))
+                .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+                .collect();
+            let edge = |c: char| c == '-' || c == '/' || c == '+';
+            let want = (
+                raw.len() - raw.trim_start_matches(edge).len(),
+                raw.trim_matches(edge),
+            );
+            assert_eq!(trim_edges(&raw), want, "{raw:?}");
+        }
+    }
+
+    /// `first_longest_hex_run` finds the same run as the branching loop it replaced.
+    #[test]
+    fn branch_free_longest_hex_run_equals_the_loop() {
+        use rand::{Rng, SeedableRng};
+        fn reference(raw: &[u8]) -> (usize, usize) {
+            let mut best = (0usize, 0usize);
+            let mut run = 0usize;
+            for (i, c) in raw.iter().enumerate() {
+                if c.is_ascii_hexdigit() {
+                    run += 1;
+                    if run > best.1 {
+                        best = (i + 1 - run, run);
+                    }
+                } else {
+                    run = 0;
+                }
+            }
+            best
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x10e);
+        for alphabet in [&b"0123456789abcdefABCDEFgG_+/=-"[..], b"0a-", b"fZ", b"9"] {
+            for _ in 0..20000 {
+                let s: Vec<u8> = (0..rng.random_range(0..90))
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                assert_eq!(
+                    first_longest_hex_run(&s),
+                    reference(&s),
+                    "{:?}",
+                    String::from_utf8_lossy(&s)
+                );
+            }
+        }
+        for b in 0..=255u8 {
+            let want = (u8::from(b.is_ascii_digit()) * DIGIT)
+                | (u8::from(b.is_ascii_uppercase()) * UPPER)
+                | (u8::from(b.is_ascii_lowercase()) * LOWER)
+                | (u8::from(b == b'+' || b == b'/') * PLUS_SLASH)
+                | (u8::from(b.is_ascii_hexdigit()) * HEX);
+            assert_eq!(CLASS[usize::from(b)], want, "{b:#x}");
         }
     }
 

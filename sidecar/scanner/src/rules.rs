@@ -149,6 +149,13 @@ pub(crate) static RULES: &[Rule] = rules![
 
 pub(crate) struct RuleSet {
     regexes: Vec<Regex>,
+    /// `required_mask(i)` for each rule.
+    need: Vec<AnchorMask>,
+    /// Anchor bits of the chat-template rule, whose tokens (`<|…|>`) start with punctuation
+    /// and so are found by [`RuleSet::chat_marks`] rather than by anchor words.
+    pub chat_bits: AnchorMask,
+    /// `<|`, the start of every chat-template token.
+    pub chat_marks: memchr::memmem::Finder<'static>,
 }
 
 /// A rule match in normalised-text offsets.
@@ -197,13 +204,22 @@ impl RuleSet {
             .iter()
             .map(|r| Regex::new(&r.pattern.replace("{AI}", AI)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RuleSet { regexes })
+        let chat_bits = RULES
+            .iter()
+            .position(|r| r.name == "chat_template_token")
+            .map(required_mask)
+            .unwrap_or(0);
+        Ok(RuleSet {
+            regexes,
+            need: (0..RULES.len()).map(required_mask).collect(),
+            chat_bits,
+            chat_marks: memchr::memmem::Finder::new(b"<|"),
+        })
     }
 
     /// Run the rules whose anchors are all present in `mask` (or every rule when `all`).
     pub(crate) fn find(&self, norm: &str, mask: AnchorMask, all: bool, out: &mut Vec<RuleMatch>) {
-        for (i, re) in self.regexes.iter().enumerate() {
-            let need = required_mask(i);
+        for (i, (re, &need)) in self.regexes.iter().zip(&self.need).enumerate() {
             if !all && (need == 0 || mask & need != need) {
                 continue;
             }

@@ -157,6 +157,23 @@ struct NormSink {
 }
 
 impl NormSink {
+    fn new(base: usize) -> NormSink {
+        NormSink {
+            out: String::new(),
+            map: Vec::new(),
+            base,
+            last_punct: (0, 0),
+        }
+    }
+
+    /// Empty, for the segment starting at `base` (the buffers are kept).
+    fn reset(&mut self, base: usize) {
+        self.out.clear();
+        self.map.clear();
+        self.base = base;
+        self.last_punct = (0, 0);
+    }
+
     fn push_item(&mut self, s: &str, start: usize, end: usize) {
         if !self.out.is_empty() {
             self.out.push(' ');
@@ -171,8 +188,22 @@ impl NormSink {
 impl Sink for NormSink {
     fn token(&mut self, t: &Token<'_>) {
         self.last_punct = (0, 0);
-        let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
-        self.push_item(&s, t.start, t.end);
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        let ns = self.out.len();
+        // `String::from_utf8_lossy(t.text).to_ascii_lowercase()`, written in place.
+        for chunk in t.text.utf8_chunks() {
+            self.out.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                self.out.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+        if let Some(word) = self.out.get_mut(ns..) {
+            word.make_ascii_lowercase();
+        }
+        self.map
+            .push((ns, self.out.len(), self.base + t.start, self.base + t.end));
     }
     fn punct(&mut self, b: u8, pos: usize) {
         // Collapse long runs of one mark ("=====") to three.
@@ -193,12 +224,7 @@ impl Sink for NormSink {
 
 /// Normalised text of `text` (for tests and the `--explain` output).
 pub fn normalise(text: &str) -> String {
-    let mut n = NormSink {
-        out: String::new(),
-        map: Vec::new(),
-        base: 0,
-        last_punct: (0, 0),
-    };
+    let mut n = NormSink::new(0);
     tokenize(text, &mut n);
     n.out
 }
@@ -303,13 +329,9 @@ impl Engine {
         // 2. Fast pass (above).
         // Chat-template tokens (`<|…|>`) are punctuation-led: find them with memmem and let
         // the segments that hold one run the marker rule.
-        let chat_bits = RULES
-            .iter()
-            .position(|r| r.name == "chat_template_token")
-            .map(required_mask)
-            .unwrap_or(0);
+        let chat_bits = self.rules.chat_bits;
         let mut k = 0usize;
-        for pos in memchr::memmem::find_iter(text.as_bytes(), b"<|") {
+        for pos in self.rules.chat_marks.find_iter(text.as_bytes()) {
             while k < segs.len() && segs[k].end <= pos {
                 k += 1;
             }
@@ -320,7 +342,14 @@ impl Engine {
             }
         }
         let mut matches: Vec<RuleMatch> = Vec::new();
-        for seg in &segs {
+        let mut n = NormSink::new(0);
+        // A segment below the model's flag sum, without look-alike letters and whose anchors
+        // let no rule run yields nothing (most segments): one test skips it, without branches
+        // inside (which of the three holds varies from segment to segment and mispredicts).
+        let min_flag_sum = self.model.min_flag_sum;
+        let worth_a_look =
+            |s: &&Segment| (s.sum >= min_flag_sum) | (s.mixed_script >= 2) | self.any_rule(s.mask);
+        for seg in segs.iter().filter(worth_a_look) {
             let ms = if seg.sum >= self.model.min_flag_sum {
                 model_score(self.model.probability(seg.sum), self.model.threshold)
             } else {
@@ -342,12 +371,7 @@ impl Engine {
                 let Some(seg_text) = text.get(seg.start..seg.end) else {
                     continue;
                 };
-                let mut n = NormSink {
-                    out: String::with_capacity(seg_text.len() + 8),
-                    map: Vec::new(),
-                    base: seg.start,
-                    last_punct: (0, 0),
-                };
+                n.reset(seg.start);
                 tokenize(seg_text, &mut n);
                 matches.clear();
                 self.rules.find(&n.out, seg.mask, hit, &mut matches);
@@ -435,4 +459,67 @@ impl Engine {
 /// Strip invisible characters (used by the wrapper-forgery check).
 pub(crate) fn strip_invisible(s: &str) -> String {
     s.chars().filter(|c| !is_invisible(*c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `NormSink::token` writes a word in place exactly as the former
+    /// `String::from_utf8_lossy(text).to_ascii_lowercase()` pushed as an item did: random words
+    /// with capitals, non-ASCII letters and invalid UTF-8, after words and marks, with their
+    /// offsets mapped from the segment base.
+    #[test]
+    fn words_are_written_in_place_as_before() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&[u8]] = &[
+            b"a",
+            b"Z",
+            b"q",
+            b"7",
+            "é".as_bytes(),
+            "Ж".as_bytes(),
+            "ß".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\xe2\x80",
+            b"\xf0\x9f\x99\x82",
+            b"I",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5e9);
+        let mut reused = NormSink::new(0);
+        for round in 0..3000 {
+            let base = rng.random_range(0..1000);
+            let mut old = NormSink::new(base);
+            reused.reset(base);
+            for k in 0..rng.random_range(1..12) {
+                if rng.random_range(0..4) == 0 {
+                    old.punct(b'-', k);
+                    reused.punct(b'-', k);
+                    continue;
+                }
+                let text: Vec<u8> = (0..rng.random_range(0..6))
+                    .flat_map(|_| PIECES[rng.random_range(0..PIECES.len())].iter().copied())
+                    .collect();
+                let t = Token {
+                    text: &text,
+                    hash: 0,
+                    start: 3 * k,
+                    end: 3 * k + 2,
+                    mixed_script: false,
+                    leet: false,
+                    caps: false,
+                    joined: false,
+                    prev: b' ',
+                };
+                old.last_punct = (0, 0);
+                let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
+                old.push_item(&s, t.start, t.end);
+                reused.token(&t);
+            }
+            assert_eq!(reused.out, old.out, "round {round}");
+            assert_eq!(reused.map, old.map, "round {round}");
+            assert_eq!(reused.last_punct, old.last_punct);
+        }
+    }
 }
