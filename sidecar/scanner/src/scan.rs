@@ -344,12 +344,21 @@ impl Engine {
         let mut matches: Vec<RuleMatch> = Vec::new();
         let mut n = NormSink::new(0);
         // A segment below the model's flag sum, without look-alike letters and whose anchors
-        // let no rule run yields nothing (most segments): one test skips it, without branches
-        // inside (which of the three holds varies from segment to segment and mispredicts).
+        // let no rule run yields nothing (most segments). A tight loop of its own picks the
+        // others (its test has no branches inside: which of the three holds varies from
+        // segment to segment and would mispredict); no allocation when there are none.
         let min_flag_sum = self.model.min_flag_sum;
-        let worth_a_look =
-            |s: &&Segment| (s.sum >= min_flag_sum) | (s.mixed_script >= 2) | self.any_rule(s.mask);
-        for seg in segs.iter().filter(worth_a_look) {
+        let (need_both, need_one) = (self.need_both, self.need_one);
+        let worth_a_look: Vec<&Segment> = segs
+            .iter()
+            .filter(|s| {
+                let m = s.mask;
+                (s.sum >= min_flag_sum)
+                    | (s.mixed_script >= 2)
+                    | ((m & (m >> 1) & need_both) | (m & need_one) != 0)
+            })
+            .collect();
+        for seg in worth_a_look {
             let ms = if seg.sum >= self.model.min_flag_sum {
                 model_score(self.model.probability(seg.sum), self.model.threshold)
             } else {
