@@ -366,6 +366,13 @@ fn has_hex_run(raw: &[u8], n: usize) -> bool {
     false
 }
 
+/// Whether `raw`'s longest hex run can be at least `MIN_BLOB` long and shorter than `raw` (the
+/// last step of `decode_run`), answered without measuring it: most runs that reach that step
+/// are hashes (hex throughout) or base64 without a long hex stretch (few probes).
+fn hex_part_may_apply(raw: &[u8]) -> bool {
+    has_hex_run(raw, crate::token::MIN_BLOB) && !raw.iter().all(u8::is_ascii_hexdigit)
+}
+
 /// A base64/hex run: the whole, else the part after the last `=`/`/` inside it (`key=value`
 /// and `a/b` forms), else its longest run of hex digits.
 fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize)> {
@@ -378,6 +385,9 @@ fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize
             .and_then(|t| decode_b64_or_hex(t, start + p + 1))
     {
         return Some(d);
+    }
+    if !hex_part_may_apply(raw.as_bytes()) {
+        return None;
     }
     let best = first_longest_hex_run(raw.as_bytes());
     if best.1 >= crate::token::MIN_BLOB && best.1 < raw.len() {
@@ -529,6 +539,44 @@ mod tests {
             );
             assert_eq!(trim_edges(&raw), want, "{raw:?}");
         }
+    }
+
+    /// `hex_part_may_apply` is false only when the last step of `decode_run` would not apply.
+    #[test]
+    fn the_hex_part_guard_is_exact() {
+        use rand::{Rng, SeedableRng};
+        let applies = |raw: &[u8]| {
+            let best = first_longest_hex_run(raw);
+            best.1 >= crate::token::MIN_BLOB && best.1 < raw.len()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a4d);
+        let mut seen = [0usize; 2];
+        for alphabet in [
+            &b"0123456789abcdef"[..],
+            b"0123456789abcdefx=",
+            b"0a+",
+            b"Zz9/",
+        ] {
+            for _ in 0..20000 {
+                let s: Vec<u8> = (0..rng.random_range(0..70))
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let want = applies(&s);
+                assert!(
+                    hex_part_may_apply(&s) || !want,
+                    "{:?}",
+                    String::from_utf8_lossy(&s)
+                );
+                seen[usize::from(want)] += 1;
+            }
+        }
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(&text) {
+                let raw = &text.as_bytes()[b.start..b.end];
+                assert!(hex_part_may_apply(raw) || !applies(raw));
+            }
+        }
+        assert!(seen[0] > 1000 && seen[1] > 1000, "{seen:?}");
     }
 
     /// `first_longest_hex_run` finds the same run as the branching loop it replaced.

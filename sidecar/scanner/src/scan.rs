@@ -167,9 +167,12 @@ impl NormSink {
     }
 
     /// Empty, for the segment starting at `base` (the buffers are kept).
-    fn reset(&mut self, base: usize) {
+    fn reset(&mut self, base: usize, len: usize) {
         self.out.clear();
         self.map.clear();
+        // Room for the whole segment (the former per-segment buffers had it).
+        self.out.reserve(len + 8);
+        self.map.reserve(len / 4 + 1);
         self.base = base;
         self.last_punct = (0, 0);
     }
@@ -380,7 +383,7 @@ impl Engine {
                 let Some(seg_text) = text.get(seg.start..seg.end) else {
                     continue;
                 };
-                n.reset(seg.start);
+                n.reset(seg.start, seg_text.len());
                 tokenize(seg_text, &mut n);
                 matches.clear();
                 self.rules.find(&n.out, seg.mask, hit, &mut matches);
@@ -500,7 +503,7 @@ mod tests {
         for round in 0..3000 {
             let base = rng.random_range(0..1000);
             let mut old = NormSink::new(base);
-            reused.reset(base);
+            reused.reset(base, 16);
             for k in 0..rng.random_range(1..12) {
                 if rng.random_range(0..4) == 0 {
                     old.punct(b'-', k);
