@@ -250,10 +250,11 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     let raw = text.get(blob.start..blob.end)?;
     match blob.kind {
         BlobKind::Base64OrHex => {
-            if !may_decode(raw.as_bytes()) {
+            let (seen, every) = classes(raw.as_bytes());
+            if !may_decode_given(raw.as_bytes(), seen) {
                 return None;
             }
-            decode_run(raw, blob.start)
+            decode_run(raw, blob.start, every & HEX != 0)
         }
         BlobKind::Morse => {
             let first = raw.find(['.', '-'])?;
@@ -276,15 +277,28 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
 /// decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of `=` or `-` and
 /// constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and documentation) stop here.
 ///
-/// The class test is one branch-free pass the compiler vectorises; the hex-run test probes
-/// only every `MIN_BLOB`-th byte (see [`has_hex_run`]).
+/// The class test is one branch-free table pass (`classes`, shared with `decode_run`); the
+/// hex-run test probes only every `MIN_BLOB`-th byte (see [`has_hex_run`]).
+#[cfg(test)]
 fn may_decode(raw: &[u8]) -> bool {
-    let mut seen = 0u8;
-    for &b in raw {
-        seen |= CLASS[usize::from(b)];
-    }
+    may_decode_given(raw, classes(raw).0)
+}
+
+/// `may_decode` given the classes seen in `raw`.
+fn may_decode_given(raw: &[u8], seen: u8) -> bool {
     let b64 = seen & UPPER != 0 && seen & LOWER != 0 && seen & (DIGIT | PLUS_SLASH) != 0;
     b64 || has_hex_run(raw, crate::token::MIN_BLOB)
+}
+
+/// The classes (see `CLASS`) that some byte of `raw` has, and those that every byte has.
+fn classes(raw: &[u8]) -> (u8, u8) {
+    let (mut seen, mut every) = (0u8, u8::MAX);
+    for &b in raw {
+        let c = CLASS[usize::from(b)];
+        seen |= c;
+        every &= c;
+    }
+    (seen, every)
 }
 
 const DIGIT: u8 = 1;
@@ -368,14 +382,16 @@ fn has_hex_run(raw: &[u8], n: usize) -> bool {
 
 /// Whether `raw`'s longest hex run can be at least `MIN_BLOB` long and shorter than `raw` (the
 /// last step of `decode_run`), answered without measuring it: most runs that reach that step
-/// are hashes (hex throughout) or base64 without a long hex stretch (few probes).
-fn hex_part_may_apply(raw: &[u8]) -> bool {
-    has_hex_run(raw, crate::token::MIN_BLOB) && !raw.iter().all(u8::is_ascii_hexdigit)
+/// are hashes (`all_hex`: hex throughout, known from `classes`) or base64 without a long hex
+/// stretch (a few probes).
+fn hex_part_may_apply(raw: &[u8], all_hex: bool) -> bool {
+    !all_hex && has_hex_run(raw, crate::token::MIN_BLOB)
 }
 
 /// A base64/hex run: the whole, else the part after the last `=`/`/` inside it (`key=value`
-/// and `a/b` forms), else its longest run of hex digits.
-fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize)> {
+/// and `a/b` forms), else its longest run of hex digits. `all_hex`: every byte of `raw` is a
+/// hex digit.
+fn decode_run(raw: &str, start: usize, all_hex: bool) -> Option<(String, Encoding, usize, usize)> {
     if let Some(d) = decode_b64_or_hex(raw, start) {
         return Some(d);
     }
@@ -386,7 +402,7 @@ fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize
     {
         return Some(d);
     }
-    if !hex_part_may_apply(raw.as_bytes()) {
+    if !hex_part_may_apply(raw.as_bytes(), all_hex) {
         return None;
     }
     let best = first_longest_hex_run(raw.as_bytes());
@@ -454,7 +470,7 @@ mod tests {
         }
         let mut decoded = 0;
         for r in &runs {
-            if decode_run(r, 0).is_some() {
+            if decode_run(r, 0, r.bytes().all(|b| b.is_ascii_hexdigit())).is_some() {
                 decoded += 1;
                 assert!(
                     may_decode(r.as_bytes()),
@@ -562,8 +578,10 @@ mod tests {
                     .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                     .collect();
                 let want = applies(&s);
+                let all_hex = classes(&s).1 & HEX != 0;
+                assert_eq!(all_hex, s.iter().all(u8::is_ascii_hexdigit));
                 assert!(
-                    hex_part_may_apply(&s) || !want,
+                    hex_part_may_apply(&s, all_hex) || !want,
                     "{:?}",
                     String::from_utf8_lossy(&s)
                 );
@@ -573,7 +591,7 @@ mod tests {
         for text in crate::test_corpus::eval_texts() {
             for b in crate::token::find_blobs(&text) {
                 let raw = &text.as_bytes()[b.start..b.end];
-                assert!(hex_part_may_apply(raw) || !applies(raw));
+                assert!(hex_part_may_apply(raw, classes(raw).1 & HEX != 0) || !applies(raw));
             }
         }
         assert!(seen[0] > 1000 && seen[1] > 1000, "{seen:?}");
