@@ -589,7 +589,7 @@ mod tests {
             }
         }
         for text in crate::test_corpus::eval_texts() {
-            for b in crate::token::find_blobs(&text) {
+            for b in crate::token::find_blobs(text) {
                 let raw = &text.as_bytes()[b.start..b.end];
                 assert!(hex_part_may_apply(raw, classes(raw).1 & HEX != 0) || !applies(raw));
             }
@@ -670,7 +670,7 @@ mod tests {
         assert!(agree[0] > 1000 && agree[1] > 1000, "{agree:?}");
         let mut candidates = 0usize;
         for text in crate::test_corpus::eval_texts() {
-            for b in crate::token::find_blobs(&text) {
+            for b in crate::token::find_blobs(text) {
                 let raw = &text.as_bytes()[b.start..b.end];
                 assert_eq!(
                     may_decode(raw),
@@ -790,7 +790,7 @@ mod tests {
             }
         }
         for text in crate::test_corpus::eval_texts() {
-            for b in crate::token::find_blobs(&text) {
+            for b in crate::token::find_blobs(text) {
                 if b.kind == BlobKind::Base64OrHex {
                     for sub in sub_runs(&text[b.start..b.end]) {
                         check(sub);

@@ -301,7 +301,8 @@ mod tests {
                 .collect::<String>()
         });
         for text in crate::test_corpus::eval_texts()
-            .into_iter()
+            .iter()
+            .cloned()
             .chain(generated)
         {
             let c = count_hidden(&text);

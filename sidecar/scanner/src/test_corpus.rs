@@ -3,6 +3,7 @@
 //! `<repo>/../shared/evals/injection`, as in `tests/eval_dev.rs`); their absence fails the test.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The five development files.
 pub(crate) const FILES: [&str; 5] = [
@@ -22,9 +23,14 @@ fn dir() -> PathBuf {
     )
 }
 
-/// The `text` of every record of the five files.
+/// The `text` of every record of the five files (read once per test binary).
+pub(crate) fn eval_texts() -> &'static [String] {
+    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+    TEXTS.get_or_init(read)
+}
+
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-pub(crate) fn eval_texts() -> Vec<String> {
+fn read() -> Vec<String> {
     let dir = dir();
     let mut out = Vec::new();
     for name in FILES {
