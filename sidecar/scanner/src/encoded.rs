@@ -2,6 +2,7 @@
 //! A blob counts only when it decodes to readable natural-language text, so git hashes,
 //! checksums, keys and long numbers (which decode to binary noise) never fire.
 
+use base64::DecodeSliceError;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
@@ -124,10 +125,88 @@ fn decode_morse(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Decoded bytes looked at before a full decode: enough that the binary behind hashes, keys
+/// and checksums almost always shows an invalid UTF-8 sequence or a control byte.
+const PREFIX_BYTES: usize = 16;
+
+/// Whether the decoded text that starts with `prefix` (the first bytes of a decoding) can be
+/// readable text. `false` is exact: an invalid UTF-8 sequence inside the prefix makes the whole
+/// decoding invalid UTF-8 (`String::from_utf8` fails), and a control character other than
+/// tab and line ends makes `is_readable` false wherever it stands. A sequence cut at the end of
+/// the prefix is not judged.
+fn prefix_may_be_readable(prefix: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(prefix) {
+        Ok(s) => s,
+        Err(e) if e.error_len().is_some() => return false,
+        Err(e) => prefix
+            .get(..e.valid_up_to())
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or_default(),
+    };
+    !valid
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+}
+
+/// The hex pre-check: decode the first `PREFIX_BYTES` bytes into a stack buffer. `s` is an
+/// even-length run of hex digits, so every prefix of even length decodes.
+fn hex_prefix_may_be_readable(s: &str) -> bool {
+    let mut buf = [0u8; PREFIX_BYTES];
+    let n = (s.len() / 2).min(PREFIX_BYTES);
+    let (Some(digits), Some(out)) = (s.get(..2 * n), buf.get_mut(..n)) else {
+        return true;
+    };
+    match hex::decode_to_slice(digits, out) {
+        Ok(()) => prefix_may_be_readable(out),
+        Err(_) => true,
+    }
+}
+
+/// The base64 pre-check on `t` (trailing `=` removed): decode its first whole 4-character
+/// groups, standard alphabet else URL-safe (as `decode_b64`). A full decoding that succeeds
+/// starts with exactly these bytes: groups decode independently, and when both alphabets
+/// decode the prefix it holds only letters and digits, which they read alike. When neither
+/// decodes the prefix, neither decodes the whole.
+fn b64_prefix_may_be_readable(t: &str) -> bool {
+    const GROUPS: usize = PREFIX_BYTES / 3;
+    let n = (t.len() / 4).min(GROUPS) * 4;
+    // A `=` inside is left to the full decoding to judge.
+    let Some(head) = t.get(..n).filter(|h| !h.is_empty() && !h.contains('=')) else {
+        return true;
+    };
+    let mut buf = [0u8; GROUPS * 3];
+    let len = match B64.decode_slice(head, &mut buf) {
+        Err(DecodeSliceError::DecodeError(_)) => B64_URL.decode_slice(head, &mut buf),
+        other => other,
+    };
+    match len {
+        Ok(len) => prefix_may_be_readable(buf.get(..len).unwrap_or_default()),
+        Err(DecodeSliceError::DecodeError(_)) => false,
+        Err(DecodeSliceError::OutputSliceTooSmall) => true,
+    }
+}
+
+/// `raw.trim_matches(['-', '/', '+'])` and the number of bytes cut at the start, on the bytes
+/// (the marks are ASCII, so every cut is at a character boundary).
+fn trim_edges(raw: &str) -> (usize, &str) {
+    let edge = |b: &&u8| matches!(b, b'-' | b'/' | b'+');
+    let lead = raw.bytes().take_while(|b| edge(&b)).count();
+    let rest = raw.as_bytes().get(lead..).unwrap_or_default();
+    let trail = rest.iter().rev().take_while(edge).count();
+    (lead, raw.get(lead..raw.len() - trail).unwrap_or_default())
+}
+
 fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usize, usize)> {
-    let edge = |c: char| c == '-' || c == '/' || c == '+';
-    let lead = raw.len() - raw.trim_start_matches(edge).len();
-    let s = raw.trim_matches(edge);
+    decode_b64_or_hex_with(raw, offset, true)
+}
+
+/// `decode_b64_or_hex`; `precheck` off only in the tests that prove the pre-checks exact.
+fn decode_b64_or_hex_with(
+    raw: &str,
+    offset: usize,
+    precheck: bool,
+) -> Option<(String, Encoding, usize, usize)> {
+    let (lead, s) = trim_edges(raw);
     let start = offset + lead;
     if s.len() < crate::token::MIN_BLOB {
         return None;
@@ -142,6 +221,9 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
     }
     let hexy = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if hexy {
+        if precheck && !hex_prefix_may_be_readable(s) {
+            return None;
+        }
         let bytes = hex::decode(s).ok()?;
         let d = String::from_utf8(bytes).ok()?;
         return is_readable(&d).then(|| (d, Encoding::Hex, start, start + s.len()));
@@ -152,6 +234,9 @@ fn decode_b64_or_hex(raw: &str, offset: usize) -> Option<(String, Encoding, usiz
         && s.bytes()
             .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/');
     if !mixed {
+        return None;
+    }
+    if precheck && !b64_prefix_may_be_readable(s.trim_end_matches('=')) {
         return None;
     }
     let bytes = decode_b64(s)?;
@@ -165,10 +250,11 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     let raw = text.get(blob.start..blob.end)?;
     match blob.kind {
         BlobKind::Base64OrHex => {
-            if !may_decode(raw) {
+            let (seen, every) = classes(raw.as_bytes());
+            if !may_decode_given(raw.as_bytes(), seen) {
                 return None;
             }
-            decode_run(raw, blob.start)
+            decode_run(raw, blob.start, every & HEX != 0)
         }
         BlobKind::Morse => {
             let first = raw.find(['.', '-'])?;
@@ -186,32 +272,126 @@ pub(crate) fn decode_blob(text: &str, blob: &Blob) -> Option<(String, Encoding, 
     }
 }
 
-/// Whether a base64/hex candidate can decode to readable text at all, in one pass: base64 is
-/// only tried on text with both cases and a digit, `+` or `/` (see `decode_b64_or_hex`), and
-/// every hex path decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of
-/// `=` or `-` and constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and
-/// documentation) stop here.
-fn may_decode(raw: &str) -> bool {
-    let (mut digit, mut upper, mut lower, mut plus_slash) = (false, false, false, false);
-    let (mut hex_run, mut longest_hex) = (0usize, 0usize);
-    for b in raw.bytes() {
-        digit |= b.is_ascii_digit();
-        upper |= b.is_ascii_uppercase();
-        lower |= b.is_ascii_lowercase();
-        plus_slash |= b == b'+' || b == b'/';
-        hex_run = if b.is_ascii_hexdigit() {
-            hex_run + 1
-        } else {
-            0
-        };
-        longest_hex = longest_hex.max(hex_run);
+/// Whether a base64/hex candidate can decode to readable text at all: base64 is only tried on
+/// text with both cases and a digit, `+` or `/` (see `decode_b64_or_hex`), and every hex path
+/// decodes a run of at least `MIN_BLOB` hex digits. Identifiers, paths, rows of `=` or `-` and
+/// constants like `V4L2_CID_AUDIO_GAIN` (most candidates in code and documentation) stop here.
+///
+/// The class test is one branch-free table pass (`classes`, shared with `decode_run`); the
+/// hex-run test probes only every `MIN_BLOB`-th byte (see [`has_hex_run`]).
+#[cfg(test)]
+fn may_decode(raw: &[u8]) -> bool {
+    may_decode_given(raw, classes(raw).0)
+}
+
+/// `may_decode` given the classes seen in `raw`.
+fn may_decode_given(raw: &[u8], seen: u8) -> bool {
+    let b64 = seen & UPPER != 0 && seen & LOWER != 0 && seen & (DIGIT | PLUS_SLASH) != 0;
+    b64 || has_hex_run(raw, crate::token::MIN_BLOB)
+}
+
+/// The classes (see `CLASS`) that some byte of `raw` has, and those that every byte has.
+fn classes(raw: &[u8]) -> (u8, u8) {
+    let (mut seen, mut every) = (0u8, u8::MAX);
+    for &b in raw {
+        let c = CLASS[usize::from(b)];
+        seen |= c;
+        every &= c;
     }
-    (upper && lower && (digit || plus_slash)) || longest_hex >= crate::token::MIN_BLOB
+    (seen, every)
+}
+
+const DIGIT: u8 = 1;
+const UPPER: u8 = 2;
+const LOWER: u8 = 4;
+const PLUS_SLASH: u8 = 8;
+const HEX: u8 = 16;
+
+/// Byte classes for `may_decode` and `first_longest_hex_run`: one load per byte, no branches
+/// (the blob candidates mix classes unpredictably).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0u8;
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        if c.is_ascii_uppercase() {
+            k |= UPPER;
+        }
+        if c.is_ascii_lowercase() {
+            k |= LOWER;
+        }
+        if c == b'+' || c == b'/' {
+            k |= PLUS_SLASH;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+};
+
+/// (start, length) of the first longest run of ASCII hex digits, without branches per byte.
+fn first_longest_hex_run(raw: &[u8]) -> (usize, usize) {
+    let (mut best, mut run) = ((0usize, 0usize), 0usize);
+    for (i, &b) in raw.iter().enumerate() {
+        run = (run + 1) * usize::from(CLASS[usize::from(b)] >> 4);
+        if run > best.1 {
+            best = (i + 1 - run, run);
+        }
+    }
+    best
+}
+
+/// Whether `raw` holds `n` consecutive ASCII hex digits. Any `n` consecutive positions include
+/// exactly one of `n-1, 2n-1, 3n-1, …`, so only those are probed; a hex digit there is extended
+/// at most `n-1` bytes to each side. Linear, and about `len/n` probes on text without hex runs.
+fn has_hex_run(raw: &[u8], n: usize) -> bool {
+    let Some(step) = n.checked_sub(1) else {
+        return true;
+    };
+    let mut p = step;
+    while let Some(b) = raw.get(p) {
+        if b.is_ascii_hexdigit() {
+            let before = raw.get(..p).unwrap_or_default();
+            let left = before
+                .iter()
+                .rev()
+                .take(step)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            let after = raw.get(p + 1..).unwrap_or_default();
+            let right = after
+                .iter()
+                .take(step - left)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if left + 1 + right >= n {
+                return true;
+            }
+        }
+        p += n;
+    }
+    false
+}
+
+/// Whether `raw`'s longest hex run can be at least `MIN_BLOB` long and shorter than `raw` (the
+/// last step of `decode_run`), answered without measuring it: most runs that reach that step
+/// are hashes (`all_hex`: hex throughout, known from `classes`) or base64 without a long hex
+/// stretch (a few probes).
+fn hex_part_may_apply(raw: &[u8], all_hex: bool) -> bool {
+    !all_hex && has_hex_run(raw, crate::token::MIN_BLOB)
 }
 
 /// A base64/hex run: the whole, else the part after the last `=`/`/` inside it (`key=value`
-/// and `a/b` forms), else its longest run of hex digits.
-fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize)> {
+/// and `a/b` forms), else its longest run of hex digits. `all_hex`: every byte of `raw` is a
+/// hex digit.
+fn decode_run(raw: &str, start: usize, all_hex: bool) -> Option<(String, Encoding, usize, usize)> {
     if let Some(d) = decode_b64_or_hex(raw, start) {
         return Some(d);
     }
@@ -222,18 +402,10 @@ fn decode_run(raw: &str, start: usize) -> Option<(String, Encoding, usize, usize
     {
         return Some(d);
     }
-    let mut best = (0usize, 0usize);
-    let mut run = 0usize;
-    for (i, c) in raw.bytes().enumerate() {
-        if c.is_ascii_hexdigit() {
-            run += 1;
-            if run > best.1 {
-                best = (i + 1 - run, run);
-            }
-        } else {
-            run = 0;
-        }
+    if !hex_part_may_apply(raw.as_bytes(), all_hex) {
+        return None;
     }
+    let best = first_longest_hex_run(raw.as_bytes());
     if best.1 >= crate::token::MIN_BLOB && best.1 < raw.len() {
         let len = best.1 & !1;
         return raw
@@ -298,18 +470,360 @@ mod tests {
         }
         let mut decoded = 0;
         for r in &runs {
-            if decode_run(r, 0).is_some() {
+            if decode_run(r, 0, r.bytes().all(|b| b.is_ascii_hexdigit())).is_some() {
                 decoded += 1;
-                assert!(may_decode(r), "{r:?} decodes but the prefilter drops it");
+                assert!(
+                    may_decode(r.as_bytes()),
+                    "{r:?} decodes but the prefilter drops it"
+                );
             }
         }
         assert!(decoded >= TEXTS.len() * 4, "only {decoded} runs decoded");
-        assert!(!may_decode("compute_hmac_for_data_and_more"));
-        assert!(!may_decode("======================"));
-        assert!(!may_decode("PINENTRY_STATUS_PIN_REPEATED"));
-        assert!(!may_decode("V4L2_CID_AUDIO_COMPRESSION_GAIN"));
-        assert!(!may_decode("tree-optimization/107206"));
-        assert!(may_decode("b0b3803e8c2959dd67ca96debc54b5c6464f0d41"));
+        assert!(!may_decode(b"compute_hmac_for_data_and_more"));
+        assert!(!may_decode(b"======================"));
+        assert!(!may_decode(b"PINENTRY_STATUS_PIN_REPEATED"));
+        assert!(!may_decode(b"V4L2_CID_AUDIO_COMPRESSION_GAIN"));
+        assert!(!may_decode(b"tree-optimization/107206"));
+        assert!(may_decode(b"b0b3803e8c2959dd67ca96debc54b5c6464f0d41"));
+    }
+
+    /// The one-pass byte-at-a-time prefilter this module used before `may_decode` was split in
+    /// a vectorised class pass and a probing hex-run test (kept as the oracle).
+    fn may_decode_reference(raw: &[u8]) -> bool {
+        let (mut digit, mut upper, mut lower, mut plus_slash) = (false, false, false, false);
+        let (mut hex_run, mut longest_hex) = (0usize, 0usize);
+        for &b in raw {
+            digit |= b.is_ascii_digit();
+            upper |= b.is_ascii_uppercase();
+            lower |= b.is_ascii_lowercase();
+            plus_slash |= b == b'+' || b == b'/';
+            hex_run = if b.is_ascii_hexdigit() {
+                hex_run + 1
+            } else {
+                0
+            };
+            longest_hex = longest_hex.max(hex_run);
+        }
+        (upper && lower && (digit || plus_slash)) || longest_hex >= crate::token::MIN_BLOB
+    }
+
+    fn longest_hex_run(raw: &[u8]) -> usize {
+        raw.split(|b| !b.is_ascii_hexdigit())
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `has_hex_run` probes every n-th byte only: it agrees with the longest run on random
+    /// strings over hex-heavy alphabets, for run lengths around every probe offset.
+    #[test]
+    fn hex_run_probe_agrees_with_the_longest_run() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x4e7);
+        for alphabet in [&b"0123456789abcdefABCDEF_"[..], b"0a-", b"fF9g", b"0"] {
+            for _ in 0..20000 {
+                let len = rng.random_range(0..130);
+                let s: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let longest = longest_hex_run(&s);
+                for n in [0, 1, 2, 3, 7, 19, 20, 21, 40] {
+                    assert_eq!(
+                        has_hex_run(&s, n),
+                        longest >= n,
+                        "n={n} {:?}",
+                        String::from_utf8_lossy(&s)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn edges_are_trimmed_as_by_trim_matches() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &["-", "/", "+", "a", "=", "é", "9"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xed9);
+        for _ in 0..20000 {
+            let raw: String = (0..rng.random_range(0..12))
+                .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+                .collect();
+            let edge = |c: char| c == '-' || c == '/' || c == '+';
+            let want = (
+                raw.len() - raw.trim_start_matches(edge).len(),
+                raw.trim_matches(edge),
+            );
+            assert_eq!(trim_edges(&raw), want, "{raw:?}");
+        }
+    }
+
+    /// `hex_part_may_apply` is false only when the last step of `decode_run` would not apply.
+    #[test]
+    fn the_hex_part_guard_is_exact() {
+        use rand::{Rng, SeedableRng};
+        let applies = |raw: &[u8]| {
+            let best = first_longest_hex_run(raw);
+            best.1 >= crate::token::MIN_BLOB && best.1 < raw.len()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a4d);
+        let mut seen = [0usize; 2];
+        for alphabet in [
+            &b"0123456789abcdef"[..],
+            b"0123456789abcdefx=",
+            b"0a+",
+            b"Zz9/",
+        ] {
+            for _ in 0..20000 {
+                let s: Vec<u8> = (0..rng.random_range(0..70))
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let want = applies(&s);
+                let all_hex = classes(&s).1 & HEX != 0;
+                assert_eq!(all_hex, s.iter().all(u8::is_ascii_hexdigit));
+                assert!(
+                    hex_part_may_apply(&s, all_hex) || !want,
+                    "{:?}",
+                    String::from_utf8_lossy(&s)
+                );
+                seen[usize::from(want)] += 1;
+            }
+        }
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(text) {
+                let raw = &text.as_bytes()[b.start..b.end];
+                assert!(hex_part_may_apply(raw, classes(raw).1 & HEX != 0) || !applies(raw));
+            }
+        }
+        assert!(seen[0] > 1000 && seen[1] > 1000, "{seen:?}");
+    }
+
+    /// `first_longest_hex_run` finds the same run as the branching loop it replaced.
+    #[test]
+    fn branch_free_longest_hex_run_equals_the_loop() {
+        use rand::{Rng, SeedableRng};
+        fn reference(raw: &[u8]) -> (usize, usize) {
+            let mut best = (0usize, 0usize);
+            let mut run = 0usize;
+            for (i, c) in raw.iter().enumerate() {
+                if c.is_ascii_hexdigit() {
+                    run += 1;
+                    if run > best.1 {
+                        best = (i + 1 - run, run);
+                    }
+                } else {
+                    run = 0;
+                }
+            }
+            best
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x10e);
+        for alphabet in [&b"0123456789abcdefABCDEFgG_+/=-"[..], b"0a-", b"fZ", b"9"] {
+            for _ in 0..20000 {
+                let s: Vec<u8> = (0..rng.random_range(0..90))
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                assert_eq!(
+                    first_longest_hex_run(&s),
+                    reference(&s),
+                    "{:?}",
+                    String::from_utf8_lossy(&s)
+                );
+            }
+        }
+        for b in 0..=255u8 {
+            let want = (u8::from(b.is_ascii_digit()) * DIGIT)
+                | (u8::from(b.is_ascii_uppercase()) * UPPER)
+                | (u8::from(b.is_ascii_lowercase()) * LOWER)
+                | (u8::from(b == b'+' || b == b'/') * PLUS_SLASH)
+                | (u8::from(b.is_ascii_hexdigit()) * HEX);
+            assert_eq!(CLASS[usize::from(b)], want, "{b:#x}");
+        }
+    }
+
+    /// The vectorised prefilter gives the old one-pass answer on every input: random runs over
+    /// the blob alphabet (with hex-only and single-class stretches planted) and every blob
+    /// candidate of the five evaluation files.
+    #[test]
+    fn the_prefilter_matches_the_byte_at_a_time_oracle() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e4);
+        const ALPHABETS: &[&[u8]] = &[
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_",
+            b"0123456789abcdef_-",
+            b"0123456789ABCDEFabcdef/",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_",
+            b"abcdefghijklmnopqrstuvwxyz0123456789-/",
+            b"Aa+",
+        ];
+        let mut agree = [0usize; 2];
+        for alphabet in ALPHABETS {
+            for _ in 0..20000 {
+                let len = rng.random_range(0..200);
+                let s: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let want = may_decode_reference(&s);
+                assert_eq!(may_decode(&s), want, "{:?}", String::from_utf8_lossy(&s));
+                agree[usize::from(want)] += 1;
+            }
+        }
+        assert!(agree[0] > 1000 && agree[1] > 1000, "{agree:?}");
+        let mut candidates = 0usize;
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(text) {
+                let raw = &text.as_bytes()[b.start..b.end];
+                assert_eq!(
+                    may_decode(raw),
+                    may_decode_reference(raw),
+                    "{:?}",
+                    String::from_utf8_lossy(raw)
+                );
+                candidates += 1;
+            }
+        }
+        assert!(candidates > 10000, "only {candidates} blob candidates");
+    }
+
+    /// Every run `decode_run` may hand to `decode_b64_or_hex` inside `raw`: the whole, each part
+    /// after a `=` or `/`, and each maximal run of hex digits (also cut to even length).
+    fn sub_runs(raw: &str) -> Vec<&str> {
+        let mut out = vec![raw];
+        for (i, b) in raw.bytes().enumerate() {
+            if b == b'=' || b == b'/' {
+                out.push(&raw[i + 1..]);
+            }
+        }
+        let mut start = 0;
+        for (i, b) in raw.bytes().chain([b' ']).enumerate() {
+            if !b.is_ascii_hexdigit() {
+                if i > start {
+                    out.push(&raw[start..i]);
+                    out.push(&raw[start..start + ((i - start) & !1)]);
+                }
+                start = i + 1;
+            }
+        }
+        out
+    }
+
+    /// The pre-checks before a full hex or base64 decoding never change a result: with and
+    /// without them, the same decodings on encodings of readable text (several scripts, so that
+    /// multi-byte characters are cut at the prefix end), of text with control bytes, of random
+    /// bytes, on random runs, and on every run of every blob candidate of the evaluation sets.
+    #[test]
+    fn the_decode_prechecks_are_exact() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        use rand::{Rng, SeedableRng};
+        const WORDS: &[&str] = &[
+            "ignore",
+            "all",
+            "previous",
+            "instructions",
+            "précédentes",
+            "ΑΒΓ",
+            "δεζ",
+            "инструкции",
+            "指示を無視",
+            "🙂",
+            "a",
+            "send",
+            "\t",
+            "\n",
+            "\r",
+            "\u{1}",
+            "\u{7f}",
+            "\u{85}",
+            "x=1;",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0de);
+        let mut runs: Vec<String> = Vec::new();
+        for _ in 0..6000 {
+            let payload: Vec<u8> = if rng.random_range(0..3) == 0 {
+                (0..rng.random_range(8..60)).map(|_| rng.random()).collect()
+            } else {
+                let n = rng.random_range(2..14);
+                let words: Vec<&str> = (0..n)
+                    .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                    .collect();
+                let mut t = words.join(" ").into_bytes();
+                let cut = rng.random_range(0..=t.len());
+                t.truncate(if rng.random_range(0..4) == 0 {
+                    cut
+                } else {
+                    t.len()
+                });
+                t
+            };
+            runs.push(STANDARD.encode(&payload));
+            runs.push(STANDARD_NO_PAD.encode(&payload));
+            runs.push(URL_SAFE_NO_PAD.encode(&payload));
+            runs.push(hex::encode(&payload));
+            runs.push(hex::encode_upper(&payload));
+        }
+        const ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_";
+        for _ in 0..20000 {
+            let len = rng.random_range(16..90);
+            runs.push(
+                (0..len)
+                    .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                    .collect(),
+            );
+        }
+        let (mut decoded, mut rejected, mut compared) = (0usize, 0usize, 0usize);
+        let mut check = |run: &str| {
+            let fast = decode_b64_or_hex_with(run, 0, true);
+            let full = decode_b64_or_hex_with(run, 0, false);
+            assert_eq!(fast, full, "{run:?}");
+            decoded += usize::from(full.is_some());
+            compared += 1;
+            let t = run.trim_end_matches('=');
+            rejected += usize::from(!b64_prefix_may_be_readable(t));
+            if run.len().is_multiple_of(2) && run.bytes().all(|b| b.is_ascii_hexdigit()) {
+                rejected += usize::from(!hex_prefix_may_be_readable(run));
+            }
+        };
+        for r in &runs {
+            for sub in sub_runs(r) {
+                check(sub);
+            }
+        }
+        for text in crate::test_corpus::eval_texts() {
+            for b in crate::token::find_blobs(text) {
+                if b.kind == BlobKind::Base64OrHex {
+                    for sub in sub_runs(&text[b.start..b.end]) {
+                        check(sub);
+                    }
+                }
+            }
+        }
+        assert!(
+            decoded > 5000 && rejected > 20000,
+            "{decoded} decoded, {rejected} rejected"
+        );
+        assert!(compared > 200_000, "only {compared} runs compared");
+    }
+
+    #[test]
+    fn prefix_judgement() {
+        assert!(prefix_may_be_readable(b"ignore all"));
+        assert!(prefix_may_be_readable("précé".as_bytes()));
+        // A multi-byte character cut at the end of the prefix is not judged.
+        assert!(prefix_may_be_readable(&"abcé".as_bytes()[..4]));
+        assert!(!prefix_may_be_readable(b"abc\xff rest"));
+        assert!(!prefix_may_be_readable(b"abc\x01"));
+        assert!(!prefix_may_be_readable("ab\u{85}".as_bytes()));
+        assert!(prefix_may_be_readable(b"a\tb\r\nc"));
+        assert!(!hex_prefix_may_be_readable(
+            "b0b3803e8c2959dd67ca96debc54b5c6464f0d41"
+        ));
+        assert!(!b64_prefix_may_be_readable(
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+        ));
+        assert!(b64_prefix_may_be_readable(
+            "aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM"
+        ));
     }
 
     #[test]

@@ -25,12 +25,43 @@ pub struct HiddenCounts {
     pub tags: usize,
 }
 
+/// A hidden character, read from its UTF-8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// U+200B–U+200D, U+2060–U+2064, U+FEFF (`bom`).
+    ZeroWidth { bom: bool },
+    /// U+200E/U+200F, U+202A–U+202E, U+2066–U+2069: the code point.
+    Bidi(u32),
+    /// U+E0000–U+E007F: the code point minus 0xE0000.
+    Tag(u8),
+}
+
+/// The hidden character whose UTF-8 encoding starts at `bytes[i]`, and its length, decided
+/// from the raw bytes (no `char` decoding): every hidden character is three bytes
+/// `E2 80 8B..8F`, `E2 80 AA..AE`, `E2 81 A0..A4`, `E2 81 A6..A9`, `EF BB BF`, or four bytes
+/// `F3 A0 80..81 80..BF`. The common `E2` characters of ordinary text (curly quotes, dashes,
+/// bullets: `E2 80 90..A7`, `E2 80 B0..`, `E2 82..`) are rejected on their second or third
+/// byte.
 #[inline]
-fn kind(c: char) -> Option<u8> {
-    match c as u32 {
-        0x200B..=0x200D | 0x2060..=0x2064 | 0xFEFF => Some(0), // zero-width
-        0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F => Some(1), // bidi
-        0xE0000..=0xE007F => Some(2),                          // tags
+fn kind_at(bytes: &[u8], i: usize) -> Option<(Kind, usize)> {
+    let b1 = *bytes.get(i + 1)?;
+    let b2 = *bytes.get(i + 2)?;
+    match (bytes.get(i)?, b1, b2) {
+        (0xE2, 0x80, 0x8B..=0x8D) | (0xE2, 0x81, 0xA0..=0xA4) => {
+            Some((Kind::ZeroWidth { bom: false }, 3))
+        }
+        (0xE2, 0x80 | 0x81, 0x8E | 0x8F | 0xAA..=0xAE | 0xA6..=0xA9) => {
+            // E2 80 A6..A9 is U+2026–U+2029 (ellipsis, separators), E2 81 8E/8F and
+            // E2 81 AA..AE are U+204E/F and U+206A–U+206E: not hidden here.
+            let cp = 0x2000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+            matches!(cp, 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+                .then_some((Kind::Bidi(cp), 3))
+        }
+        (0xEF, 0xBB, 0xBF) => Some((Kind::ZeroWidth { bom: true }, 3)),
+        (0xF3, 0xA0, 0x80 | 0x81) => {
+            let b3 = *bytes.get(i + 3)?;
+            Some((Kind::Tag(((b2 & 1) << 6) | (b3 & 0x3F)), 4))
+        }
         _ => None,
     }
 }
@@ -40,13 +71,11 @@ pub fn count_hidden(text: &str) -> HiddenCounts {
     let bytes = text.as_bytes();
     let mut c = HiddenCounts::default();
     for i in memchr::memchr3_iter(0xE2, 0xEF, 0xF3, bytes) {
-        if let Some(ch) = text.get(i..).and_then(|s| s.chars().next()) {
-            match kind(ch) {
-                Some(0) => c.zero_width += 1,
-                Some(1) => c.bidi += 1,
-                Some(2) => c.tags += 1,
-                _ => {}
-            }
+        match kind_at(bytes, i) {
+            Some((Kind::ZeroWidth { .. }, _)) => c.zero_width += 1,
+            Some((Kind::Bidi(_), _)) => c.bidi += 1,
+            Some((Kind::Tag(_), _)) => c.tags += 1,
+            None => {}
         }
     }
     c
@@ -92,18 +121,12 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
         }
     };
     for i in &mut it {
-        let Some(ch) = text.get(i..).and_then(|s| s.chars().next()) else {
+        let Some((kind, w)) = kind_at(bytes, i) else {
             continue;
         };
-        let w = ch.len_utf8();
-        match kind(ch) {
-            Some(2) => {
-                let cp = ch as u32 - 0xE0000;
-                let dec_ch = if (0x20..0x7F).contains(&cp) {
-                    char::from_u32(cp)
-                } else {
-                    None
-                };
+        match kind {
+            Kind::Tag(cp) => {
+                let dec_ch = (0x20..0x7F).contains(&cp).then_some(char::from(cp));
                 match &mut tag_run {
                     Some((_, e, dec)) if *e == i => {
                         *e = i + w;
@@ -121,8 +144,7 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
                     }
                 }
             }
-            Some(1) => {
-                let cp = ch as u32;
+            Kind::Bidi(cp) => {
                 let (rule, score) = match cp {
                     0x202D | 0x202E => ("bidi_override", 0.85),
                     0x202A..=0x202C | 0x2066..=0x2069 => ("bidi_embedding_or_isolate", 0.6),
@@ -137,14 +159,14 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
                     decoded: None,
                 });
             }
-            Some(0) => {
+            Kind::ZeroWidth { bom } => {
                 // U+FEFF at the very start is a byte-order mark.
-                if ch == '\u{FEFF}' && i == 0 {
+                if bom && i == 0 {
                     continue;
                 }
                 // A stray byte-order mark mid-text is a common copy/paste artefact: it only
                 // counts when it splits a word.
-                if ch != '\u{FEFF}' {
+                if !bom {
                     zw_total += 1;
                 }
                 if zw_first.is_none() {
@@ -161,7 +183,6 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
                     }
                 }
             }
-            _ => {}
         }
     }
     flush_tags(tag_run.take(), &mut out);
@@ -194,6 +215,107 @@ pub(crate) fn scan_hidden(text: &str) -> Vec<Hidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `char`-decoding classifier this module used before `kind_at` (kept as the oracle).
+    fn kind_reference(c: char) -> Option<Kind> {
+        match c as u32 {
+            0x200B..=0x200D | 0x2060..=0x2064 => Some(Kind::ZeroWidth { bom: false }),
+            0xFEFF => Some(Kind::ZeroWidth { bom: true }),
+            cp @ (0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F) => Some(Kind::Bidi(cp)),
+            cp @ 0xE0000..=0xE007F => Some(Kind::Tag((cp - 0xE0000) as u8)),
+            _ => None,
+        }
+    }
+
+    /// Every Unicode scalar value, alone and followed by text: the byte-level decision equals
+    /// the decoded one, with the character's own length.
+    #[test]
+    fn byte_level_kind_equals_the_decoded_kind_for_every_character() {
+        let mut hidden = 0usize;
+        for cp in 0..=0x10FFFFu32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            for tail in ["", "x", "\u{200B}"] {
+                let s = format!("{c}{tail}");
+                let want = kind_reference(c).map(|k| (k, c.len_utf8()));
+                assert_eq!(kind_at(s.as_bytes(), 0), want, "U+{cp:04X}");
+                hidden += usize::from(want.is_some());
+            }
+        }
+        assert_eq!(hidden, 3 * (3 + 5 + 1 + 2 + 5 + 4 + 128));
+    }
+
+    /// `count_hidden` as it was (a `char` decoded at each lead byte).
+    fn count_hidden_reference(text: &str) -> HiddenCounts {
+        let mut c = HiddenCounts::default();
+        for i in memchr::memchr3_iter(0xE2, 0xEF, 0xF3, text.as_bytes()) {
+            match text
+                .get(i..)
+                .and_then(|s| s.chars().next())
+                .and_then(kind_reference)
+            {
+                Some(Kind::ZeroWidth { .. }) => c.zero_width += 1,
+                Some(Kind::Bidi(_)) => c.bidi += 1,
+                Some(Kind::Tag(_)) => c.tags += 1,
+                None => {}
+            }
+        }
+        c
+    }
+
+    /// The same counts as the decoding version on the evaluation sets and on generated text
+    /// dense in hidden characters and their `E2`/`EF`/`F3` neighbours.
+    #[test]
+    fn counts_equal_the_decoding_version() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &[
+            "a",
+            " ",
+            "\u{200B}",
+            "\u{200D}",
+            "\u{200E}",
+            "\u{2019}",
+            "\u{2026}",
+            "\u{2029}",
+            "\u{202E}",
+            "\u{2060}",
+            "\u{2065}",
+            "\u{2069}",
+            "\u{206A}",
+            "\u{FEFF}",
+            "\u{FEFE}",
+            "\u{E0041}",
+            "\u{E007F}",
+            "\u{E0080}",
+            "\u{F0000}",
+            "\u{1F3F4}",
+            "é",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x41d);
+        let mut total = HiddenCounts::default();
+        let generated = (0..5000).map(|_| {
+            let n = rng.random_range(0..40);
+            (0..n)
+                .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+                .collect::<String>()
+        });
+        for text in crate::test_corpus::eval_texts()
+            .iter()
+            .cloned()
+            .chain(generated)
+        {
+            let c = count_hidden(&text);
+            assert_eq!(c, count_hidden_reference(&text), "{text:?}");
+            total.zero_width += c.zero_width;
+            total.bidi += c.bidi;
+            total.tags += c.tags;
+        }
+        assert!(
+            total.zero_width > 1000 && total.bidi > 1000 && total.tags > 1000,
+            "{total:?}"
+        );
+    }
 
     #[test]
     fn tag_smuggling_is_decoded() {

@@ -21,6 +21,8 @@ pub mod model;
 mod rules;
 mod scan;
 pub mod tagging;
+#[cfg(test)]
+mod test_corpus;
 mod token;
 #[doc(hidden)]
 pub mod train_support;

@@ -149,6 +149,8 @@ pub(crate) static RULES: &[Rule] = rules![
 
 pub(crate) struct RuleSet {
     regexes: Vec<Regex>,
+    /// `required_mask(i)` for each rule.
+    need: Vec<AnchorMask>,
 }
 
 /// A rule match in normalised-text offsets.
@@ -197,13 +199,15 @@ impl RuleSet {
             .iter()
             .map(|r| Regex::new(&r.pattern.replace("{AI}", AI)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RuleSet { regexes })
+        Ok(RuleSet {
+            regexes,
+            need: (0..RULES.len()).map(required_mask).collect(),
+        })
     }
 
     /// Run the rules whose anchors are all present in `mask` (or every rule when `all`).
     pub(crate) fn find(&self, norm: &str, mask: AnchorMask, all: bool, out: &mut Vec<RuleMatch>) {
-        for (i, re) in self.regexes.iter().enumerate() {
-            let need = required_mask(i);
+        for (i, (re, &need)) in self.regexes.iter().zip(&self.need).enumerate() {
             if !all && (need == 0 || mask & need != need) {
                 continue;
             }

@@ -269,6 +269,26 @@ struct NormSink {
 }
 
 impl NormSink {
+    fn new(base: usize) -> NormSink {
+        NormSink {
+            out: String::new(),
+            map: Vec::new(),
+            base,
+            last_punct: (0, 0),
+        }
+    }
+
+    /// Empty, for the segment starting at `base` (the buffers are kept).
+    fn reset(&mut self, base: usize, len: usize) {
+        self.out.clear();
+        self.map.clear();
+        // Room for the whole segment (the former per-segment buffers had it).
+        self.out.reserve(len + 8);
+        self.map.reserve(len / 4 + 1);
+        self.base = base;
+        self.last_punct = (0, 0);
+    }
+
     fn push_item(&mut self, s: &str, start: usize, end: usize) {
         if !self.out.is_empty() {
             self.out.push(' ');
@@ -283,8 +303,13 @@ impl NormSink {
 impl Sink for NormSink {
     fn token(&mut self, t: &Token<'_>) {
         self.last_punct = (0, 0);
-        let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
-        self.push_item(&s, t.start, t.end);
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        let ns = self.out.len();
+        push_lossy_lowercase(&mut self.out, t.text);
+        self.map
+            .push((ns, self.out.len(), self.base + t.start, self.base + t.end));
     }
     fn punct(&mut self, b: u8, pos: usize) {
         // Collapse long runs of one mark ("=====") to three.
@@ -303,14 +328,24 @@ impl Sink for NormSink {
     fn segment_end(&mut self, _end: usize) {}
 }
 
+/// Append `String::from_utf8_lossy(bytes).to_ascii_lowercase()` to `out` without building it
+/// apart.
+fn push_lossy_lowercase(out: &mut String, bytes: &[u8]) {
+    let start = out.len();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    if let Some(word) = out.get_mut(start..) {
+        word.make_ascii_lowercase();
+    }
+}
+
 /// Normalised text of `text` (for tests and the `--explain` output).
 pub fn normalise(text: &str) -> String {
-    let mut n = NormSink {
-        out: String::new(),
-        map: Vec::new(),
-        base: 0,
-        last_punct: (0, 0),
-    };
+    let mut n = NormSink::new(0);
     tokenize(text, &mut n);
     n.out
 }
@@ -410,6 +445,9 @@ impl Engine {
     /// All findings for `text` (offsets into `text`), any score.
     pub(crate) fn findings(&self, text: &str, depth: u32) -> Vec<Finding> {
         let mut out = Vec::new();
+        // The fast pass runs first so that the hidden-character pass finds the text in cache
+        // (its findings still come first).
+        let FastPass { segs, blobs, .. } = self.segments(text, false);
         // 1. Hidden characters on the raw text; tag-character runs are decoded and rescanned.
         for h in scan_hidden(text) {
             out.push(Finding {
@@ -431,9 +469,9 @@ impl Engine {
                 }
             }
         }
-        // 2. Fast pass.
-        let FastPass { segs, blobs, .. } = self.segments(text, false);
+        // 2. Fast pass (above): it kept only the segments some stage below acts on.
         let mut matches: Vec<RuleMatch> = Vec::new();
+        let mut n = NormSink::new(0);
         for seg in &segs {
             let ms = if seg.sum >= self.model.min_flag_sum {
                 model_score(self.model.probability(seg.sum), self.model.threshold)
@@ -456,12 +494,7 @@ impl Engine {
                 let Some(seg_text) = text.get(seg.start..seg.end) else {
                     continue;
                 };
-                let mut n = NormSink {
-                    out: String::with_capacity(seg_text.len() + 8),
-                    map: Vec::new(),
-                    base: seg.start,
-                    last_punct: (0, 0),
-                };
+                n.reset(seg.start, seg_text.len());
                 tokenize(seg_text, &mut n);
                 matches.clear();
                 self.rules.find(&n.out, seg.mask, hit, &mut matches);
@@ -641,5 +674,79 @@ mod tests {
             "{:?}",
             kept.segs
         );
+    }
+
+    /// `push_lossy_lowercase` appends what `from_utf8_lossy(..).to_ascii_lowercase()` built:
+    /// random words with capitals, non-ASCII letters and invalid UTF-8, after other text.
+    #[test]
+    fn lossy_lowercase_is_appended_in_place() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&[u8]] = &[
+            b"a",
+            b"Z",
+            b"7",
+            "\u{e9}".as_bytes(),
+            "\u{416}".as_bytes(),
+            "\u{df}".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\xe2\x80",
+            b"\xf0\x9f\x99\x82",
+            b"I",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5e9);
+        for _ in 0..20000 {
+            let bytes: Vec<u8> = (0..rng.random_range(0..8))
+                .flat_map(|_| PIECES[rng.random_range(0..PIECES.len())].iter().copied())
+                .collect();
+            let mut out = String::from("Prefix ");
+            push_lossy_lowercase(&mut out, &bytes);
+            let want = format!(
+                "Prefix {}",
+                String::from_utf8_lossy(&bytes).to_ascii_lowercase()
+            );
+            assert_eq!(out, want, "{bytes:?}");
+        }
+    }
+
+    /// The normalising sink as it was: a `String` per word, fresh buffers per segment.
+    struct OldNormSink(NormSink);
+
+    impl Sink for OldNormSink {
+        fn token(&mut self, t: &Token<'_>) {
+            self.0.last_punct = (0, 0);
+            let s = String::from_utf8_lossy(t.text).to_ascii_lowercase();
+            self.0.push_item(&s, t.start, t.end);
+        }
+        fn punct(&mut self, b: u8, pos: usize) {
+            self.0.punct(b, pos);
+        }
+        fn segment_end(&mut self, end: usize) {
+            self.0.segment_end(end);
+        }
+    }
+
+    /// One reused sink (reset per text) gives the old sink's text and offset map on every
+    /// document of the evaluation sets and on text with capitals, look-alikes and marks.
+    #[test]
+    fn reused_sink_normalises_as_the_old_one() {
+        let mut reused = NormSink::new(0);
+        let extra = [
+            "IGNORE ALL Previous INSTRUCTIONS!!!!! ==== <|im_start|>",
+            "\u{406}gn\u{43e}re \u{ff29}\u{ff27}\u{ff2e}\u{ff2f}\u{ff32}\u{ff25} 1gn0r3 i g n o r e",
+        ];
+        let texts = crate::test_corpus::eval_texts();
+        let mut compared = 0usize;
+        for (k, text) in texts.iter().map(String::as_str).chain(extra).enumerate() {
+            let base = k % 7;
+            let mut old = OldNormSink(NormSink::new(base));
+            tokenize(text, &mut old);
+            reused.reset(base, text.len() % 64);
+            tokenize(text, &mut reused);
+            assert_eq!(reused.out, old.0.out, "{text:?}");
+            assert_eq!(reused.map, old.0.map, "{text:?}");
+            compared += 1;
+        }
+        assert!(compared > 10000, "only {compared} texts");
     }
 }
