@@ -5,7 +5,7 @@ use crate::fold::is_invisible;
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
 use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
-use crate::token::{Blob, Sink, Token, find_blobs, hash_bytes, tokenize};
+use crate::token::{Blob, Sink, Token, hash_bytes, scan_blocks, tokenize};
 use crate::{Category, Finding};
 
 /// Findings at or above this score make a result flagged.
@@ -414,12 +414,8 @@ impl Engine {
     /// The fast pass alone: segments with model sums (those a later stage acts on, or all of
     /// them with `keep_all`), and blob candidates.
     pub(crate) fn segments(&self, text: &str, keep_all: bool) -> FastPass {
-        // `<|` found from its rarer byte: `|` is uncommon in text and code, `<` is not.
-        let bytes = text.as_bytes();
-        let chat: Vec<usize> = memchr::memchr_iter(b'|', bytes)
-            .filter(|&i| i > 0 && bytes.get(i - 1) == Some(&b'<'))
-            .map(|i| i - 1)
-            .collect();
+        // Blob candidates and `<|` positions first, in one pass of 64-byte blocks.
+        let found = scan_blocks(text);
         let mut sink = FastSink {
             engine: self,
             text: text.as_bytes(),
@@ -427,7 +423,7 @@ impl Engine {
             sum: 0,
             start: usize::MAX,
             mask: 0,
-            chat: &chat,
+            chat: &found.chat,
             next_chat: 0,
             keep_all,
             seen: 0,
@@ -438,7 +434,7 @@ impl Engine {
         FastPass {
             segs: sink.segs,
             seen: sink.seen,
-            blobs: find_blobs(text),
+            blobs: found.blobs,
         }
     }
 

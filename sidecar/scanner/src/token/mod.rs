@@ -1,14 +1,16 @@
 //! One linear pass that splits text into normalised words and segments (sentences / lines).
 //! Both the learned stage and the rule stage consume this stream, so training and inference see
 //! exactly the same features. Candidate encoded blobs (base64, hex, morse) are found apart, by
-//! [`find_blobs`].
+//! [`scan_blocks`].
 
 use crate::fold::{Folded, fold_char_cached, leet};
 
 mod blobs;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(test)]
 pub(crate) use blobs::find_blobs;
+pub(crate) use blobs::scan_blocks;
 
 /// Longest word kept in full; longer runs are split.
 pub(crate) const MAX_TOKEN: usize = 48;
@@ -884,7 +886,7 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
 }
 
 /// Tokenize `text`, feeding `sink` (candidate encoded blobs are found apart, by
-/// [`find_blobs`]).
+/// [`scan_blocks`]).
 ///
 /// A 64-byte class window (word bytes, capitals, digits, stops, punctuation) lets ASCII words
 /// be taken whole and everything between them be skipped to the next byte that matters: a

@@ -2,7 +2,7 @@
 //! oracle kept for tests only. `tests::fast_path_equals_reference` feeds both the evaluation
 //! corpora and generated hostile text and requires identical token streams and segments, so the
 //! committed model weights (trained on this stream) stay valid. (Encoded-blob candidates are
-//! found apart, by `blobs::find_blobs`, with their own byte-at-a-time oracle.)
+//! found apart, by `blobs::scan_blocks`, with their own byte-at-a-time oracle.)
 #![allow(dead_code)]
 
 use super::{MAX_SEGMENT_TOKENS, MAX_TOKEN, Sink, Token, hash_at, hash_bytes};
