@@ -221,15 +221,15 @@ impl<const MIN: u32> Runs<MIN> {
             return;
         }
         let top = m.leading_ones();
-        if self.len == 0 && run_starts(m, MIN) == 0 {
-            // No open run and no run of `min` bytes inside (the usual block): only the run
-            // touching bit 63 is carried over.
+        // The run at bit 0 ends at the first clear bit; it continues the open one.
+        let first = (!m).trailing_zeros();
+        if self.len + (first as usize) < MIN as usize && run_starts(m, MIN) == 0 {
+            // The open run ends here short, and no run of `MIN` bytes is inside (the usual
+            // block): only the run touching bit 63 is carried over.
             self.len = top as usize;
             self.marks = (marks & !low_bits(64 - top)).count_ones();
             return;
         }
-        // The run at bit 0 ends at the first clear bit; it continues the open one.
-        let first = (!m).trailing_zeros();
         let head = low_bits(first);
         let end = base + first as usize;
         let len = self.len + first as usize;
