@@ -537,7 +537,7 @@ impl State {
         if self.join_len >= 4 {
             let t = Token {
                 text: &self.join[..self.join_len],
-                hash: hash_bytes(&self.join[..self.join_len]),
+                hash: hash_at(&self.join, 0, self.join_len),
                 start: self.join_start,
                 end: self.join_last_end,
                 mixed_script: false,
@@ -586,7 +586,7 @@ impl State {
         }
         let t = Token {
             text: &self.buf[..self.len],
-            hash: hash_bytes(&self.buf[..self.len]),
+            hash: hash_at(&self.buf, 0, self.len),
             start: self.start,
             end,
             mixed_script: self.confusable && self.ascii_alpha,
@@ -692,7 +692,7 @@ impl State {
         let up = upper as usize;
         let t = Token {
             text: &self.buf[..n],
-            hash: hash_bytes(&self.buf[..n]),
+            hash: hash_at(&self.buf, 0, n),
             start,
             end,
             mixed_script: false,
