@@ -225,7 +225,7 @@ impl Sink for FastSink<'_> {
         let mixed_script = self.feats.mixed_script();
         let sum = self.sum + self.feats.finish_sum(&engine.model);
         let mut mask = self.mask;
-        // Chat-template tokens (`<|…|>`) are punctuation-led, found apart with memmem: one
+        // Chat-template tokens (`<|…|>`) are punctuation-led, found by the blob pass: one
         // that starts before this segment's end (and after the previous segment's) lets the
         // marker rule run here when it starts at most two bytes before the first word.
         while let Some(&pos) = self.chat.get(self.next_chat)
