@@ -1288,35 +1288,14 @@ mod tests {
         }
     }
 
-    /// The same on the evaluation corpora (real documents, code, e-mails, tables), when present.
+    /// The same on the evaluation corpora (real documents, code, e-mails, tables).
     #[test]
     fn fast_path_equals_reference_on_the_evaluation_sets() {
-        let dir = std::env::var("IRONCLAW_EVALS_DIR").map_or_else(
-            |_| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../../shared/evals/injection")
-            },
-            std::path::PathBuf::from,
-        );
-        let mut texts = 0usize;
-        for name in [
-            "benign_corpus_dev.jsonl",
-            "agentdojo_dev.jsonl",
-            "bipia_train.jsonl",
-            "spikee_dev.jsonl",
-            "spikee_encoded_dev.jsonl",
-        ] {
-            let Ok(raw) = std::fs::read_to_string(dir.join(name)) else {
-                continue;
-            };
-            for line in raw.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                assert_same(v["text"].as_str().unwrap());
-                texts += 1;
-            }
+        let texts = crate::test_corpus::eval_texts();
+        for t in texts {
+            assert_same(t);
         }
-        // tests/eval_dev.rs fails loudly when the sets are missing; here, check the coverage.
-        assert!(texts == 0 || texts > 1000, "only {texts} texts compared");
+        assert!(texts.len() > 1000, "only {} texts compared", texts.len());
     }
 
     #[test]
