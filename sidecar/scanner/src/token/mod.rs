@@ -591,7 +591,7 @@ impl State {
             end,
             mixed_script: self.confusable && self.ascii_alpha,
             leet: leet_word,
-            caps: self.upper >= 2 && self.upper as usize * 10 >= self.len * 8,
+            caps: in_capitals(self.upper, self.len),
             joined: false,
         };
         sink.token(&t);
@@ -689,7 +689,6 @@ impl State {
         for (d, s) in self.buf[..n].iter_mut().zip(raw) {
             *d = leet(s.to_ascii_lowercase());
         }
-        let up = upper as usize;
         let t = Token {
             text: &self.buf[..n],
             hash: hash_at(&self.buf, 0, n),
@@ -697,7 +696,7 @@ impl State {
             end,
             mixed_script: false,
             leet: true,
-            caps: up >= 2 && up * 10 >= len * 8,
+            caps: in_capitals(upper, len),
             joined: false,
         };
         sink.token(&t);
@@ -748,11 +747,17 @@ impl State {
     }
 }
 
+/// A word of `len` bytes with `upper` capitals counts as written in capitals: two capitals or
+/// more, and at least 80% of it.
+#[inline(always)]
+fn in_capitals(upper: u32, len: usize) -> bool {
+    upper >= 2 && upper as usize * 10 >= len * 8
+}
+
 /// An ASCII word of letters or of digits, straight from the source: `len` (<= `MAX_TOKEN`)
 /// bytes at `start`, with `upper` capitals.
 #[inline(always)]
 fn emit_plain<S: Sink>(bytes: &[u8], start: usize, len: usize, upper: u32, sink: &mut S) {
-    let up = upper as usize;
     let t = Token {
         text: if S::TEXT {
             bytes.get(start..start + len).unwrap_or(&[])
@@ -764,7 +769,7 @@ fn emit_plain<S: Sink>(bytes: &[u8], start: usize, len: usize, upper: u32, sink:
         end: start + len,
         mixed_script: false,
         leet: false,
-        caps: up >= 2 && up * 10 >= len * 8,
+        caps: in_capitals(upper, len),
         joined: false,
     };
     sink.token(&t);
