@@ -52,7 +52,8 @@ impl Triggers {
         masks.extend(by_hash.values().copied());
         let keys: Vec<(u64, u16)> = by_hash.keys().copied().zip(1u16..).collect();
         // 1,024 slots for ~300 words; twice as many while some word finds no place (a
-        // two-choice table this empty virtually never needs it).
+        // two-choice table this empty virtually never needs it). The words are this crate's
+        // constants, not input: the test below pins that they fit the first size.
         let mut bits = 10;
         loop {
             if let Some(t) = Triggers::build(&keys, &masks, bits) {
@@ -589,6 +590,7 @@ mod tests {
     #[test]
     fn anchor_table_answers_every_word() {
         let t = Triggers::new();
+        assert_eq!(t.bits, 10, "the anchor words no longer fit 1,024 slots");
         let words = anchor_words();
         assert!(words.len() > 100);
         for (w, m) in &words {
