@@ -475,6 +475,17 @@ const fn class_table() -> [u8; 256] {
 }
 static CLASS: [u8; 256] = class_table();
 
+/// An ASCII word taken whole from the window: `len` (<= `MAX_TOKEN`) bytes at `start`, whether
+/// it has letters (or `_`) and digits, and its number of capitals.
+#[derive(Debug, Clone, Copy)]
+struct AsciiWord {
+    start: usize,
+    len: usize,
+    alpha: bool,
+    digit: bool,
+    upper: u32,
+}
+
 struct State {
     buf: [u8; MAX_TOKEN + 4],
     len: usize,
@@ -598,50 +609,29 @@ impl State {
         self.seg_tokens += 1;
     }
 
-    /// Emit a word made only of ASCII letters/digits/underscore, straight from the source:
-    /// `len` (<= `MAX_TOKEN`) bytes at `start`, with `upper` capitals.
+    /// Emit a word made only of ASCII letters/digits/underscore, straight from the source.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn emit_ascii<S: Sink>(
-        &mut self,
-        bytes: &[u8],
-        start: usize,
-        len: usize,
-        alpha: bool,
-        digit: bool,
-        upper: u32,
-        sink: &mut S,
-    ) {
+    fn emit_ascii<S: Sink>(&mut self, bytes: &[u8], w: AsciiWord, sink: &mut S) {
         // One test for the rare kinds (evaluated without short-circuits): a one-letter word
         // or the word after a run of them (spaced-out letters), and letters mixed with digits.
-        if ((len == 1) & alpha) | (self.join_len > 0) | (alpha & digit) {
-            self.emit_rare(bytes, start, len, alpha, digit, upper, sink);
+        if ((w.len == 1) & w.alpha) | (self.join_len > 0) | (w.alpha & w.digit) {
+            self.emit_rare(bytes, w, sink);
         } else {
-            emit_plain(bytes, start, len, upper, sink);
+            emit_plain(bytes, w.start, w.len, w.upper, sink);
         }
         self.seg_tokens += 1;
     }
 
     /// The rare kinds of [`State::emit_ascii`].
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn emit_rare<S: Sink>(
-        &mut self,
-        bytes: &[u8],
-        start: usize,
-        len: usize,
-        alpha: bool,
-        digit: bool,
-        upper: u32,
-        sink: &mut S,
-    ) {
-        if (len == 1 && alpha) || self.join_len > 0 {
-            self.join_step(bytes, start, len, alpha, sink);
+    fn emit_rare<S: Sink>(&mut self, bytes: &[u8], w: AsciiWord, sink: &mut S) {
+        if (w.len == 1 && w.alpha) || self.join_len > 0 {
+            self.join_step(bytes, w.start, w.len, w.alpha, sink);
         }
-        if alpha && digit {
-            self.emit_leet(bytes, start, len, upper, sink);
+        if w.alpha && w.digit {
+            self.emit_leet(bytes, w.start, w.len, w.upper, sink);
         } else {
-            emit_plain(bytes, start, len, upper, sink);
+            emit_plain(bytes, w.start, w.len, w.upper, sink);
         }
     }
 
@@ -980,7 +970,14 @@ fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
                 if len > MAX_TOKEN {
                     // Longer than a token: its first `MAX_TOKEN` bytes, then the rest as a
                     // word of its own (from a window that starts with it).
-                    st.emit_ascii(bytes, i, piece, alpha, digit != 0, upper, sink);
+                    let w = AsciiWord {
+                        start: i,
+                        len: piece,
+                        alpha,
+                        digit: digit != 0,
+                        upper,
+                    };
+                    st.emit_ascii(bytes, w, sink);
                     if st.seg_tokens >= MAX_SEGMENT_TOKENS {
                         st.end_segment(i + piece, sink);
                     }
@@ -994,7 +991,14 @@ fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
                     base = general_run(&mut st, text, i + len, sink);
                     continue 'windows;
                 }
-                st.emit_ascii(bytes, i, len, alpha, digit != 0, upper, sink);
+                let w = AsciiWord {
+                    start: i,
+                    len,
+                    alpha,
+                    digit: digit != 0,
+                    upper,
+                };
+                st.emit_ascii(bytes, w, sink);
                 if st.seg_tokens >= MAX_SEGMENT_TOKENS {
                     st.end_segment(i + len, sink);
                 }
