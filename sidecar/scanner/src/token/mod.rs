@@ -612,11 +612,14 @@ impl State {
     /// Emit a word made only of ASCII letters/digits/underscore, straight from the source.
     #[inline(always)]
     fn emit_ascii<S: Sink>(&mut self, bytes: &[u8], w: AsciiWord, sink: &mut S) {
-        // One test for the rare kinds (evaluated without short-circuits): a one-letter word
-        // or the word after a run of them (spaced-out letters), and letters mixed with digits.
-        if ((w.len == 1) & w.alpha) | (self.join_len > 0) | (w.alpha & w.digit) {
+        // One test for the rare kinds (evaluated without short-circuits): a one-letter word,
+        // the word after a run of four or more (spaced-out letters: they make a word of their
+        // own), and letters mixed with digits.
+        if ((w.len == 1) & w.alpha) | (self.join_len >= 4) | (w.alpha & w.digit) {
             self.emit_rare(bytes, w, sink);
         } else {
+            // A shorter run of one-letter words ends here without a word of its own.
+            self.join_len = 0;
             emit_plain(bytes, w.start, w.len, w.upper, sink);
         }
         self.seg_tokens += 1;
