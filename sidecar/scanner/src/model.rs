@@ -71,6 +71,17 @@ impl SegmentFeatures {
         self.joined += u32::from(t.joined);
     }
 
+    /// The summed weights of the features [`SegmentFeatures::token`] gives an ASCII word that
+    /// is not spaced-letter, with hash `h`.
+    #[inline(always)]
+    pub(crate) fn plain_word(&mut self, h: u64, caps: bool, leet: bool, model: &Model) -> i32 {
+        let s = model.weight(index(h ^ 0x01))
+            + model.weight(index(self.prev.rotate_left(23) ^ h ^ 0x02));
+        self.prev = h;
+        self.counts += (1 << NTOK) | (u64::from(caps) << CAPS) | (u64::from(leet) << LEET);
+        s
+    }
+
     /// Segment-level features, emitted once at the end; resets the generator.
     #[inline]
     pub(crate) fn finish(&mut self, mut f: impl FnMut(u32)) {

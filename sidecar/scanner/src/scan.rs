@@ -5,7 +5,7 @@ use crate::fold::is_invisible;
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
 use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
-use crate::token::{Blob, Sink, Token, hash_bytes, scan_blocks, tokenize};
+use crate::token::{Blob, PlainRun, Sink, Token, hash_bytes, scan_blocks, tokenize};
 use crate::{Category, Finding};
 
 /// Findings at or above this score make a result flagged.
@@ -169,6 +169,23 @@ struct FastSink<'a> {
     segs: Vec<Segment>,
 }
 
+impl FastSink<'_> {
+    /// The anchor mask `m` of the word at `start`: the XML-tag rule's words count only right
+    /// after `<` or `/` (a spaced-letter word, `joined`, has no byte before it).
+    #[inline]
+    fn anchor(&self, m: AnchorMask, start: usize, joined: bool) -> AnchorMask {
+        let prev = match start.checked_sub(1) {
+            Some(p) if !joined => self.text.get(p).copied().unwrap_or(0),
+            _ => 0,
+        };
+        if m & self.engine.xml_bits != 0 && prev != b'<' && prev != b'/' {
+            m & !self.engine.xml_bits
+        } else {
+            m
+        }
+    }
+}
+
 impl Sink for FastSink<'_> {
     const PUNCT: bool = false;
     const TEXT: bool = false;
@@ -181,19 +198,32 @@ impl Sink for FastSink<'_> {
         let mut s = 0i32;
         self.feats.token(t, |i| s += engine.model.weight(i));
         self.sum += s;
-        let mut m = engine.triggers.mask(t.hash);
+        let m = engine.triggers.mask(t.hash);
         // Most words are no anchor: one test for them.
         if m != 0 {
-            // The byte before the word (spaced-letter words have none).
-            let prev = match t.start.checked_sub(1) {
-                Some(p) if !t.joined => self.text.get(p).copied().unwrap_or(0),
-                _ => 0,
-            };
-            if m & engine.xml_bits != 0 && prev != b'<' && prev != b'/' {
-                m &= !engine.xml_bits;
-            }
-            self.mask |= m;
+            self.mask |= self.anchor(m, t.start, t.joined);
         }
+    }
+
+    #[inline(always)]
+    fn plain_words(&mut self, run: PlainRun<'_>) {
+        let engine = self.engine;
+        if let Some(first) = run.first() {
+            self.start = self.start.min(first);
+        }
+        // The segment's state in locals (registers) for the run.
+        let mut feats = self.feats.clone();
+        let (mut sum, mut mask) = (self.sum, self.mask);
+        run.for_each(|w| {
+            sum += feats.plain_word(w.hash, w.caps, w.leet, &engine.model);
+            let m = engine.triggers.mask(w.hash);
+            if m != 0 {
+                mask |= self.anchor(m, w.start, false);
+            }
+        });
+        self.feats = feats;
+        self.sum = sum;
+        self.mask = mask;
     }
 
     #[inline(always)]

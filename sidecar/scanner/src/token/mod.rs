@@ -46,7 +46,7 @@ pub(crate) trait Sink {
     /// Whether the sink wants [`Sink::punct`] calls: a sink that does not lets the tokenizer
     /// pass over punctuation and blanks without looking at them one by one.
     const PUNCT: bool = true;
-    /// Whether the sink reads [`Token::text`] of plain ASCII words (when not, it is empty
+    /// Whether the sink reads [`Token::text`] of ASCII words (when not, it may be empty
     /// there).
     const TEXT: bool = true;
     fn token(&mut self, t: &Token<'_>);
@@ -55,6 +55,150 @@ pub(crate) trait Sink {
     fn punct(&mut self, _b: u8, _pos: usize) {}
     /// The current segment ended at byte `end`.
     fn segment_end(&mut self, end: usize);
+    /// Plain ASCII words in a row (no segment end between them), for a sink without
+    /// punctuation: the same as one [`Sink::token`] call per word of [`PlainRun::word`], which
+    /// a sink may do faster.
+    #[inline(always)]
+    fn plain_words(&mut self, run: PlainRun<'_>) {
+        let bytes = run.bytes;
+        run.for_each(|w| {
+            let t = Token {
+                text: if Self::TEXT {
+                    bytes.get(w.start..w.start + w.len).unwrap_or(&[])
+                } else {
+                    &[]
+                },
+                hash: w.hash,
+                start: w.start,
+                end: w.start + w.len,
+                mixed_script: false,
+                leet: w.leet,
+                caps: w.caps,
+                joined: false,
+            };
+            self.token(&t);
+        });
+    }
+}
+
+/// Words of a plain window (see `plain_window`) between two segment ends: each ASCII, at most
+/// `MAX_TOKEN` bytes, inside the window; letters mixed with digits (leetspeak) only for a sink
+/// that does not read the text of ASCII words.
+pub(crate) struct PlainRun<'a> {
+    pub bytes: &'a [u8],
+    /// The window's 80 bytes from `base`, when the text has them (one load per word hash).
+    chunk: Option<&'a [u8; 80]>,
+    base: usize,
+    /// Bit k: a word starts at `base + k`.
+    starts: u64,
+    /// The window's word bytes, capitals and digits.
+    word: u64,
+    upper: u64,
+    digit: u64,
+    /// Some word mixes letters and digits.
+    leet: bool,
+}
+
+/// One word of a [`PlainRun`].
+pub(crate) struct PlainWord {
+    pub start: usize,
+    pub len: usize,
+    /// Written in capitals ([`Token::caps`]).
+    pub caps: bool,
+    /// Letters mixed with digits: the digits are read as letters ([`Token::leet`]).
+    pub leet: bool,
+    pub hash: u64,
+}
+
+impl PlainRun<'_> {
+    /// Where the first word starts (`None` for no word).
+    #[inline(always)]
+    pub fn first(&self) -> Option<usize> {
+        (self.starts != 0).then(|| self.base + self.starts.trailing_zeros() as usize)
+    }
+
+    /// `f` on each word in order, with its hash ([`hash_at`]).
+    #[inline(always)]
+    pub fn for_each(self, f: impl FnMut(PlainWord)) {
+        // A word in capitals has two capitals side by side (two or more, and 80% of it):
+        // without such a pair in the window, no word needs its capitals counted.
+        let caps = self.upper & (self.upper >> 1) != 0;
+        let hash_at = |_, len, start| hash_at(self.bytes, start, len);
+        match (self.chunk, caps, self.leet) {
+            (_, _, true) => self.each::<true, true>(hash_at, f),
+            (Some(c), false, false) => self
+                .each::<false, false>(|off, len, start| hash_in(c, off, len, start, self.bytes), f),
+            (Some(c), true, false) => self
+                .each::<true, false>(|off, len, start| hash_in(c, off, len, start, self.bytes), f),
+            (None, false, false) => self.each::<false, false>(hash_at, f),
+            (None, true, false) => self.each::<true, false>(hash_at, f),
+        }
+    }
+
+    #[inline(always)]
+    fn each<const CAPS: bool, const LEET: bool>(
+        &self,
+        hash: impl Fn(usize, usize, usize) -> u64,
+        mut f: impl FnMut(PlainWord),
+    ) {
+        let mut starts = self.starts;
+        while starts != 0 {
+            // Below 64: `starts` is not zero.
+            let off = starts.trailing_zeros() as usize & 63;
+            starts &= starts - 1;
+            // The word ends inside the window: `len` < 64 (and <= MAX_TOKEN).
+            let len = (!(self.word >> off)).trailing_zeros() as usize & 63;
+            let keep = (1u64 << len) - 1;
+            let caps = CAPS && in_capitals(((self.upper >> off) & keep).count_ones(), len);
+            let start = self.base + off;
+            let digits = (self.digit >> off) & keep;
+            if LEET && digits != 0 && digits != keep {
+                f(PlainWord {
+                    start,
+                    len,
+                    caps,
+                    leet: true,
+                    hash: leet_hash(self.bytes, start, len),
+                });
+                continue;
+            }
+            f(PlainWord {
+                start,
+                len,
+                caps,
+                leet: false,
+                hash: hash(off, len, start),
+            });
+        }
+    }
+}
+
+/// The hash of the `len` (<= `MAX_TOKEN`) bytes at `start` with their digits read as letters
+/// (what [`State::emit_leet`] hashes).
+#[inline(never)]
+fn leet_hash(bytes: &[u8], start: usize, len: usize) -> u64 {
+    let mut buf = [0u8; MAX_TOKEN + 16];
+    let n = len.min(MAX_TOKEN);
+    for (d, s) in buf
+        .iter_mut()
+        .zip(bytes.get(start..start + n).unwrap_or(&[]))
+    {
+        *d = leet(*s);
+    }
+    hash_at(&buf, 0, n)
+}
+
+/// [`hash_at`] of the word of `len` bytes at `off` in a window's 80 bytes `c` (`start` in
+/// `bytes`).
+#[inline(always)]
+fn hash_in(c: &[u8; 80], off: usize, len: usize, start: usize, bytes: &[u8]) -> u64 {
+    if len <= 16 {
+        // `off` < 64: the 16 bytes are inside `c`.
+        let off = off & 63;
+        hash16(&c[off..off + 16], len)
+    } else {
+        hash_at(bytes, start, len)
+    }
 }
 
 /// Kind of candidate encoded blob.
@@ -100,6 +244,19 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
 /// `hash_bytes(&bytes[start..start + len])` with a single load for short words.
 #[inline]
 pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
+    if len > 0
+        && len <= 16
+        && let Some(w) = bytes.get(start..).and_then(<[u8]>::first_chunk::<16>)
+    {
+        return hash16(w, len);
+    }
+    hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
+}
+
+/// `hash_bytes` of the first `len` (1 ..= 16) bytes of `w` (16 bytes or more), with one load
+/// per 8 bytes.
+#[inline(always)]
+fn hash16(w: &[u8], len: usize) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     const CASE: u64 = 0x2020_2020_2020_2020;
     // The low `n` bytes (0 ..= 8) of a word.
@@ -111,10 +268,11 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
         }
     }
     /// For a word of `len` (1 ..= 16) bytes: the masks of its first and second 8-byte chunk.
-    const MASKS: [(u64, u64); 17] = {
-        let mut t = [(0u64, 0u64); 17];
+    // (Entries past 16 are never used: the table has 32 so that `len & 31` indexes it.)
+    const MASKS: [(u64, u64); 32] = {
+        let mut t = [(0u64, 0u64); 32];
         let mut len = 0;
-        while len <= 16 {
+        while len < 32 {
             t[len] = (
                 keep(if len < 8 { len } else { 8 }),
                 keep(len.saturating_sub(8)),
@@ -123,25 +281,22 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
         }
         t
     };
-    if len > 0
-        && len <= 16
-        && let Some(w) = bytes.get(start..).and_then(<[u8]>::first_chunk::<16>)
-    {
-        // One or two rounds of `hash_bytes` (a full or partial 8-byte chunk, then the rest),
-        // both computed and the second kept by a select: word lengths vary too much for a
-        // branch to be predicted.
-        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-        a.copy_from_slice(&w[..8]);
-        b.copy_from_slice(&w[8..]);
-        let (m1, m2) = MASKS[len];
-        let first = (u64::from_le_bytes(a) | CASE) & m1;
-        let h1 = ((len as u64).rotate_left(5) ^ first).wrapping_mul(K);
-        let second = (u64::from_le_bytes(b) | CASE) & m2;
-        let h2 = (h1.rotate_left(5) ^ second).wrapping_mul(K);
-        let h = if len > 8 { h2 } else { h1 };
-        return h ^ (h >> 29);
-    }
-    hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
+    let (Some(a), Some(b)) = (
+        w.first_chunk::<8>(),
+        w.get(8..).and_then(<[u8]>::first_chunk::<8>),
+    ) else {
+        return hash_bytes(w.get(..len).unwrap_or(w));
+    };
+    // One or two rounds of `hash_bytes` (a full or partial 8-byte chunk, then the rest), both
+    // computed and the second kept by a select: word lengths vary too much for a branch to be
+    // predicted.
+    let (m1, m2) = MASKS[len & 31];
+    let first = (u64::from_le_bytes(*a) | CASE) & m1;
+    let h1 = ((len as u64).rotate_left(5) ^ first).wrapping_mul(K);
+    let second = (u64::from_le_bytes(*b) | CASE) & m2;
+    let h2 = (h1.rotate_left(5) ^ second).wrapping_mul(K);
+    let h = if len > 8 { h2 } else { h1 };
+    h ^ (h >> 29)
 }
 
 /// Bytes of a `u64` word, for the SWAR (SIMD-within-a-register) word scanner.
@@ -950,6 +1105,12 @@ fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
     let mut base = 0;
     'windows: while base < n {
         let win = window::<V3>(bytes, base);
+        if !S::PUNCT
+            && let Some(next) = plain_window(&mut st, bytes, base, &win, sink)
+        {
+            base = next;
+            continue;
+        }
         let starts = win.word & !(win.word << 1);
         let mut events = starts | win.stop | if S::PUNCT { win.punct } else { 0 };
         while events != 0 {
@@ -1024,6 +1185,116 @@ fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
     }
     st.end_token(n, sink);
     st.end_segment(n, sink);
+}
+
+/// Windows taken by [`plain_window`] (tests check that the generated texts reach it).
+#[cfg(test)]
+static PLAIN_WINDOWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The window at `base` when it is plain text, for a sink without punctuation: every word in
+/// it ASCII, at most `MAX_TOKEN` bytes, of letters or of digits (no leetspeak), no two
+/// one-letter words one byte apart, no spaced-letter run open before it, and too few words to
+/// reach `MAX_SEGMENT_TOKENS`. Such a window needs none of the event loop's tests per word: its
+/// words and segment ends are taken in order by two loops, and where the next window starts is
+/// returned. Any other window returns `None` with nothing done (the event loop takes it). The
+/// result is the event loop's, word for word (checked against the reference tokenizer).
+#[inline(always)]
+fn plain_window<S: Sink>(
+    st: &mut State,
+    bytes: &[u8],
+    base: usize,
+    win: &Window,
+    sink: &mut S,
+) -> Option<usize> {
+    let word = win.word;
+    let starts = word & !(word << 1);
+    let alpha = word & !win.digit;
+    // One-letter words (a letter or `_`): a start whose next byte is no word byte.
+    let single = starts & !(word >> 1) & alpha;
+    // A letter next to a digit: some word mixes them (leetspeak, taken by the event loop).
+    let mixed = (win.digit & (alpha >> 1)) | (alpha & (win.digit >> 1));
+    // Runs of more than `MAX_TOKEN` (48) word bytes: bit i of `r{k}` is set when bytes
+    // i .. i + k are all word bytes.
+    let r2 = word & (word >> 1);
+    let r4 = r2 & (r2 >> 2);
+    let r8 = r4 & (r4 >> 4);
+    let r16 = r8 & (r8 >> 8);
+    let r32 = r16 & (r16 >> 16);
+    let long = r32 & (r16 >> 32) & (word >> 48);
+    // A word reaching the window's last byte may go on past it: the next window starts there.
+    let limit = 64 - (!word).leading_zeros();
+    let plain = (win.high == 0)
+        & (st.join_len == 0)
+        & (single & (single >> 2) == 0)
+        & ((mixed == 0) | !S::TEXT)
+        & (long == 0)
+        & (limit > 0)
+        & (st.seg_tokens + starts.count_ones() < MAX_SEGMENT_TOKENS);
+    if !plain {
+        return None;
+    }
+    #[cfg(test)]
+    PLAIN_WINDOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Words starting below `limit` (`limit` > 0: the shift is below 64).
+    let mut words = starts & (u64::MAX >> (64 - limit));
+    // Line ends and sentence marks (all below `limit`: the bytes above it are word bytes).
+    let mut stops = win.stop;
+    let chunk = bytes.get(base..).and_then(<[u8]>::first_chunk::<80>);
+    // Whether a segment end came after the last word (it closes any spaced-letter run).
+    let mut closed = false;
+    loop {
+        let before = match stops {
+            0 => u64::MAX,
+            s => (1u64 << s.trailing_zeros()) - 1,
+        };
+        let now = words & before;
+        words &= !before;
+        if now != 0 {
+            st.seg_tokens += now.count_ones();
+            sink.plain_words(PlainRun {
+                bytes,
+                chunk,
+                base,
+                starts: now,
+                word,
+                upper: win.upper,
+                digit: win.digit,
+                leet: mixed != 0,
+            });
+            closed = false;
+        }
+        if stops == 0 {
+            break;
+        }
+        let i = base + stops.trailing_zeros() as usize;
+        stops &= stops - 1;
+        // (No non-ASCII byte here: a stop is a line end or a sentence mark.)
+        if CLASS[usize::from(bytes.get(i).copied().unwrap_or(0))] == NEWLINE {
+            st.line_end(i, sink);
+            closed = true;
+        } else {
+            st.sentence_mark(bytes, i, sink);
+            // A sentence mark ends the segment (and the run) when a blank or a line end
+            // follows.
+            closed |= st.seg_tokens == 0;
+        }
+    }
+    // A one-letter word last in the window, with no segment end after it, opens a
+    // spaced-letter run (one letter long: no two are one byte apart here); any other word
+    // ends it.
+    let taken = starts & (u64::MAX >> (64 - limit));
+    st.join_len = 0;
+    if taken != 0 && !closed {
+        let last = 63 - taken.leading_zeros() as usize;
+        if (single >> last) & 1 != 0 {
+            let i = base + last;
+            st.join[0] = bytes.get(i).map_or(0, u8::to_ascii_lowercase);
+            st.join_len = 1;
+            st.join_start = i;
+            st.join_last_end = i + 1;
+        }
+    }
+    Some(base + limit as usize)
 }
 
 /// [`general`] from `i` for as long as a word is open or the text is not ASCII; returns where
@@ -1107,12 +1378,43 @@ mod tests {
         }
     }
 
+    /// The same events without the text of ASCII words: what a sink with `TEXT = false` (and
+    /// no punctuation) must see (its plain windows take leetspeak too).
+    #[derive(Default, PartialEq, Debug)]
+    struct Hashes(Record);
+    impl Sink for Hashes {
+        const PUNCT: bool = false;
+        const TEXT: bool = false;
+        fn token(&mut self, t: &Token<'_>) {
+            let ascii = t.text.is_ascii() && !t.mixed_script && !t.joined;
+            let t = Token {
+                text: if ascii { &[] } else { t.text },
+                ..*t
+            };
+            self.0.token(&t);
+        }
+        fn segment_end(&mut self, end: usize) {
+            self.0.segment_end(end);
+        }
+    }
+
     fn assert_same(text: &str) {
-        let (mut fast, mut slow, mut words) =
-            (Record::default(), Record::default(), Words::default());
+        let (mut fast, mut slow, mut words, mut hashes) = (
+            Record::default(),
+            Record::default(),
+            Words::default(),
+            Hashes::default(),
+        );
         tokenize(text, &mut fast);
         tokenize(text, &mut words);
+        tokenize(text, &mut hashes);
         reference::tokenize(text, &mut slow);
+        let mut slow_hashes = Hashes::default();
+        reference::tokenize(text, &mut slow_hashes);
+        assert_eq!(
+            hashes, slow_hashes,
+            "a sink without text differs from the reference on {text:?}"
+        );
         // The baseline driver too, where `tokenize` took the x86-64-v3 one.
         let mut base = Record::default();
         drive::<_, false>(text, &mut base);
@@ -1298,6 +1600,80 @@ mod tests {
             assert_same(&format!("{}\n", "ab1=".repeat(len)));
             assert_same(&"- ".repeat(len));
         }
+    }
+
+    /// Plain text (what `plain_window` takes whole) with everything that makes a window not
+    /// plain mixed in at random places: one-letter words and spaced letters, leetspeak, words
+    /// in capitals, long words, sentence and line ends at every offset, runs of 64 words.
+    #[test]
+    fn plain_windows_equal_reference() {
+        use rand::{Rng, SeedableRng};
+        use std::sync::atomic::Ordering;
+        const WORDS: &[&str] = &[
+            "the",
+            "network",
+            "a",
+            "I",
+            "x",
+            "_",
+            "of",
+            "42",
+            "2024",
+            "mp3",
+            "h264",
+            "x86_64",
+            "l33t",
+            "R2D2",
+            "ABC",
+            "NASA",
+            "Ignore",
+            "iGNORE",
+            "PREVIOUS",
+            "u",
+            "Ok",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklm",
+            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw",
+            "snake_case_name",
+        ];
+        const SEPS: &[&str] = &[
+            " ", " ", " ", " ", "  ", ", ", ". ", ".\n", "\n", "! ", "?", ".", "-", " (", ") ",
+            "\t", "\r\n", " é ", "—",
+        ];
+        let before = PLAIN_WINDOWS.load(Ordering::Relaxed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a1d);
+        for round in 0..3000 {
+            let n = rng.random_range(1..(4 + round % 200));
+            let mut s = String::new();
+            for _ in 0..n {
+                // Mostly ordinary words and blanks, as in prose and code.
+                let w = if rng.random_range(0..4) == 0 {
+                    WORDS[rng.random_range(0..WORDS.len())]
+                } else {
+                    WORDS[rng.random_range(0..2)]
+                };
+                s.push_str(w);
+                let sep = if rng.random_range(0..3) == 0 {
+                    SEPS[rng.random_range(0..SEPS.len())]
+                } else {
+                    " "
+                };
+                s.push_str(sep);
+            }
+            assert_same(&s);
+            assert_same(s.trim_end());
+        }
+        // Spaced letters across window edges, and a run of words reaching MAX_SEGMENT_TOKENS.
+        for pad in 0..140 {
+            let prefix = format!("{}{}", "ab ".repeat(pad / 3), "c".repeat(pad % 3 + 2));
+            assert_same(&format!("{prefix} i g n o r e all"));
+            assert_same(&format!("{prefix} a b c"));
+        }
+        assert_same(&"word ".repeat(200));
+        assert!(
+            PLAIN_WINDOWS.load(Ordering::Relaxed) > before + 10_000,
+            "the generated texts did not reach the plain-window path"
+        );
     }
 
     /// The same on the evaluation corpora (real documents, code, e-mails, tables).
