@@ -1192,9 +1192,9 @@ fn drive<S: Sink, const V3: bool>(text: &str, sink: &mut S) {
 static PLAIN_WINDOWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The window at `base` when it is plain text, for a sink without punctuation: every word in
-/// it ASCII, at most `MAX_TOKEN` bytes, of letters or of digits (no leetspeak), no two
-/// one-letter words one byte apart, no spaced-letter run open before it, and too few words to
-/// reach `MAX_SEGMENT_TOKENS`. Such a window needs none of the event loop's tests per word: its
+/// it ASCII, at most `MAX_TOKEN` bytes, of letters or of digits (leetspeak too when the sink
+/// does not read the text), no two one-letter words one byte apart, no spaced-letter run open
+/// before it that its first word continues, and too few words to reach `MAX_SEGMENT_TOKENS`. Such a window needs none of the event loop's tests per word: its
 /// words and segment ends are taken in order by two loops, and where the next window starts is
 /// returned. Any other window returns `None` with nothing done (the event loop takes it). The
 /// result is the event loop's, word for word (checked against the reference tokenizer).
@@ -1223,8 +1223,13 @@ fn plain_window<S: Sink>(
     let long = r32 & (r16 >> 32) & (word >> 48);
     // A word reaching the window's last byte may go on past it: the next window starts there.
     let limit = 64 - (!word).leading_zeros();
+    // A spaced-letter run still open (shorter than four letters: none is emitted) must not go
+    // on with this window's first word.
+    let first = starts.trailing_zeros();
+    let goes_on =
+        (single >> (first & 63)) & 1 != 0 && base + first as usize == st.join_last_end + 1;
     let plain = (win.high == 0)
-        & (st.join_len == 0)
+        & ((st.join_len == 0) | ((st.join_len < 4) & !goes_on))
         & (single & (single >> 2) == 0)
         & ((mixed == 0) | !S::TEXT)
         & (long == 0)
@@ -1282,8 +1287,11 @@ fn plain_window<S: Sink>(
     // A one-letter word last in the window, with no segment end after it, opens a
     // spaced-letter run (one letter long: no two are one byte apart here); any other word
     // ends it.
+    // (With no word here and no segment end, a run open before the window stays open.)
     let taken = starts & (u64::MAX >> (64 - limit));
-    st.join_len = 0;
+    if taken != 0 || closed {
+        st.join_len = 0;
+    }
     if taken != 0 && !closed {
         let last = 63 - taken.leading_zeros() as usize;
         if (single >> last) & 1 != 0 {
@@ -1668,6 +1676,7 @@ mod tests {
             let prefix = format!("{}{}", "ab ".repeat(pad / 3), "c".repeat(pad % 3 + 2));
             assert_same(&format!("{prefix} i g n o r e all"));
             assert_same(&format!("{prefix} a b c"));
+            assert_same(&format!("{prefix} a b c d all"));
         }
         assert_same(&"word ".repeat(200));
         assert!(
