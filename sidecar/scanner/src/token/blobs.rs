@@ -40,6 +40,89 @@ fn is_morse(b: u8) -> bool {
     is_blank(b) || matches!(b, b'.' | b'-' | b'/')
 }
 
+/// Byte classes by nibble: a byte's class bits are `hi[b >> 4] & lo[b & 15]`. Each bit is a
+/// set of high nibbles times a set of low nibbles; a class is the union of its bits; bytes
+/// of 0x80 and above have none (high nibbles 8 ..= 15 have no bit).
+#[derive(Debug)]
+struct Nibbles {
+    hi: [u8; 16],
+    lo: [u8; 16],
+}
+
+/// [`Nibbles`] from `(bit, high nibbles, low nibbles)` (nibble sets as 16-bit masks).
+const fn nibbles(bits: &[(u8, u16, u16)]) -> Nibbles {
+    let mut t = Nibbles {
+        hi: [0; 16],
+        lo: [0; 16],
+    };
+    let mut i = 0;
+    while i < bits.len() {
+        let (bit, hi, lo) = bits[i];
+        let mut n = 0;
+        while n < 16 {
+            if hi & (1 << n) != 0 {
+                t.hi[n] |= 1 << bit;
+            }
+            if lo & (1 << n) != 0 {
+                t.lo[n] |= 1 << bit;
+            }
+            n += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// A nibble set from a list of nibbles.
+const fn set(ns: &[u8]) -> u16 {
+    let mut m = 0u16;
+    let mut i = 0;
+    while i < ns.len() {
+        m |= 1 << ns[i];
+        i += 1;
+    }
+    m
+}
+
+/// Nibbles 0 ..= 9.
+const DIGITS: u16 = 0x03ff;
+/// Bits 0 ..= 4 of the first table: the base64 / hex alphabet.
+const A_B64: u8 = 0x1f;
+/// Bits 0 ..= 3 of the second table: bytes that continue a morse run.
+const B_MORSE: u8 = 0x0f;
+
+/// The two nibble tables of the AVX2 block classifier (checked against [`Block::at_scalar`] on
+/// every byte value).
+static NIBBLES: (Nibbles, Nibbles) = (
+    nibbles(&[
+        // `+`, `-`, `/` (0x2b, 0x2d, 0x2f).
+        (0, set(&[2]), set(&[0xb, 0xd, 0xf])),
+        // `0` ..= `9`, `=` (0x30 ..= 0x39, 0x3d).
+        (1, set(&[3]), DIGITS | set(&[0xd])),
+        // `A` ..= `O`, `a` ..= `o` (0x41 ..= 0x4f, 0x61 ..= 0x6f).
+        (2, set(&[4, 6]), 0xfffe),
+        // `P` ..= `Z`, `p` ..= `z` (0x50 ..= 0x5a, 0x70 ..= 0x7a).
+        (3, set(&[5, 7]), 0x07ff),
+        // `_` (0x5f).
+        (4, set(&[5]), set(&[0xf])),
+        // `<` (0x3c): bit 5.
+        (5, set(&[3]), set(&[0xc])),
+        // `|` (0x7c): bit 6.
+        (6, set(&[7]), set(&[0xc])),
+    ]),
+    nibbles(&[
+        // Blanks 0x00 ..= 0x09, 0x0e ..= 0x1f (not the line ends 0x0a ..= 0x0d).
+        (0, set(&[0, 1]), DIGITS | set(&[0xe, 0xf])),
+        (1, set(&[1]), set(&[0xa, 0xb, 0xc, 0xd])),
+        // Space, `-`, `.`, `/` (0x20, 0x2d ..= 0x2f).
+        (2, set(&[2]), set(&[0, 0xd, 0xe, 0xf])),
+        // DEL (0x7f).
+        (3, set(&[7]), set(&[0xf])),
+        // The marks `-` and `.` (0x2d, 0x2e): bit 4.
+        (4, set(&[2]), set(&[0xd, 0xe])),
+    ]),
+);
+
 impl Block {
     /// Portable version, one byte at a time (also the oracle of the SSE2 version).
     #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
@@ -117,44 +200,50 @@ impl Block {
         k
     }
 
-    /// AVX2 version: thirty-two bytes per step.
+    /// AVX2 version: thirty-two bytes per step, classes looked up by nibble (see [`NIBBLES`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn at_avx2(chunk: &[u8; 64]) -> Block {
-        use super::simd::{eq, within};
         use std::arch::x86_64::{
-            __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpgt_epi8, _mm256_loadu_si256,
-            _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+            __m128i, __m256i, _mm_loadu_si128, _mm256_and_si256, _mm256_broadcastsi128_si256,
+            _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+            _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_slli_epi16, _mm256_srli_epi16,
+        };
+        // SAFETY: each table is 16 readable bytes; the loads are unaligned.
+        let table = |t: &[u8; 16]| unsafe {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast::<__m128i>()))
+        };
+        let (a_hi, a_lo) = (table(&NIBBLES.0.hi), table(&NIBBLES.0.lo));
+        let (b_hi, b_lo) = (table(&NIBBLES.1.hi), table(&NIBBLES.1.lo));
+        let low4 = _mm256_set1_epi8(0x0f);
+        // Bytes of `c` with none of the bits `m`, as a mask.
+        let none = |c: __m256i, m: u8| {
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(
+                _mm256_and_si256(c, _mm256_set1_epi8(m as i8)),
+                _mm256_setzero_si256(),
+            )) as u32
         };
         let mut k = Block::default();
         for j in 0..2 {
             // SAFETY: bytes `32 * j .. 32 * j + 32` of a 64-byte array; the load is unaligned.
             let x = unsafe { _mm256_loadu_si256(chunk.as_ptr().add(32 * j).cast::<__m256i>()) };
-            // Letters of either case: with 0x20 set, a capital is its small letter.
-            let letter = within(_mm256_or_si256(x, _mm256_set1_epi8(0x20)), b'a', b'z');
-            let dash = eq(x, b'-');
-            let slash = eq(x, b'/');
-            let b64 = _mm256_or_si256(
-                _mm256_or_si256(_mm256_or_si256(letter, within(x, b'0', b'9')), dash),
-                _mm256_or_si256(
-                    _mm256_or_si256(eq(x, b'_'), eq(x, b'+')),
-                    _mm256_or_si256(slash, eq(x, b'=')),
-                ),
-            );
-            let low = _mm256_and_si256(
-                _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-1)),
-                _mm256_cmpgt_epi8(_mm256_set1_epi8(0x21), x),
-            );
-            let blank =
-                _mm256_or_si256(_mm256_andnot_si256(within(x, 0x0a, 0x0d), low), eq(x, 0x7f));
-            let marks = _mm256_or_si256(eq(x, b'.'), dash);
-            let morse = _mm256_or_si256(_mm256_or_si256(blank, marks), slash);
+            let lo = _mm256_and_si256(x, low4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low4);
+            let a = _mm256_and_si256(_mm256_shuffle_epi8(a_hi, hi), _mm256_shuffle_epi8(a_lo, lo));
+            let b = _mm256_and_si256(_mm256_shuffle_epi8(b_hi, hi), _mm256_shuffle_epi8(b_lo, lo));
+            // A one-bit class is shifted to bit 7 of its byte (16-bit lanes shift each byte's
+            // own bits into its top bit), where `movemask` reads it.
+            let b64 = !none(a, A_B64);
+            let morse = !none(b, B_MORSE);
+            let marks = _mm256_movemask_epi8(_mm256_slli_epi16::<3>(b)) as u32;
+            let lt = _mm256_movemask_epi8(_mm256_slli_epi16::<2>(a)) as u32;
+            let pipe = _mm256_movemask_epi8(_mm256_slli_epi16::<1>(a)) as u32;
             let sh = 32 * j;
-            k.b64 |= u64::from(_mm256_movemask_epi8(b64) as u32) << sh;
-            k.morse |= u64::from(_mm256_movemask_epi8(morse) as u32) << sh;
-            k.marks |= u64::from(_mm256_movemask_epi8(marks) as u32) << sh;
-            k.lt |= u64::from(_mm256_movemask_epi8(eq(x, b'<')) as u32) << sh;
-            k.pipe |= u64::from(_mm256_movemask_epi8(eq(x, b'|')) as u32) << sh;
+            k.b64 |= u64::from(b64) << sh;
+            k.morse |= u64::from(morse) << sh;
+            k.marks |= u64::from(marks) << sh;
+            k.lt |= u64::from(lt) << sh;
+            k.pipe |= u64::from(pipe) << sh;
         }
         k
     }
