@@ -258,12 +258,15 @@ impl Sink for FastSink<'_> {
         let mut mask = self.mask;
         // Chat-template tokens (`<|…|>`) are punctuation-led, found by the blob pass: one
         // that starts before this segment's end (and after the previous segment's) lets the
-        // marker rule run here when it starts at most two bytes before the first word.
+        // marker rule run here when it starts at most two bytes before the first word; the
+        // segment then starts with it (the rule stage reads the segment's own text).
+        let mut start = self.start;
         while let Some(&pos) = self.chat.get(self.next_chat)
             && pos < end
         {
             if self.start <= pos + 2 {
                 mask |= engine.chat_bits;
+                start = start.min(pos);
             }
             self.next_chat += 1;
         }
@@ -276,7 +279,7 @@ impl Sink for FastSink<'_> {
             || mixed_script >= 2
         {
             self.segs.push(Segment {
-                start: self.start,
+                start,
                 end,
                 sum,
                 mask,
