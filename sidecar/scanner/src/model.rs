@@ -376,6 +376,38 @@ mod tests {
     /// The branch-free first word: its second feature is the sentence-initial one,
     /// `index(h ^ 3)`, and every later word's is the bigram with the word before it.
     #[test]
+    fn plain_word_equals_the_emitted_features() {
+        let m = Model::from_bytes(include_bytes!("../model/weights.bin")).unwrap();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..2000u32 {
+            let (mut by_token, mut plain) =
+                (SegmentFeatures::default(), SegmentFeatures::default());
+            let (mut want, mut got) = (0i32, 0i32);
+            for k in 0..(round % 9 + 1) {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1442695040888963407);
+                let (caps, leet) = ((x >> 7) & 1 == 1, (x >> 9) & 3 == 0);
+                let t = Token {
+                    text: b"w",
+                    hash: x,
+                    start: k as usize,
+                    end: k as usize + 1,
+                    mixed_script: false,
+                    leet,
+                    caps,
+                    joined: false,
+                };
+                by_token.token(&t, |i| want += m.weight(i));
+                got += plain.plain_word(x, caps, leet, &m);
+            }
+            assert_eq!(got, want);
+            // The segment-level features see the same counts.
+            assert_eq!(plain.finish_sum(&m), by_token.finish_sum(&m));
+        }
+    }
+
+    #[test]
     fn first_word_gets_the_sentence_initial_feature() {
         let tok = |hash: u64| Token {
             text: b"w",

@@ -462,7 +462,7 @@ fn find_blobs_portable(bytes: &[u8]) -> Found {
     f.finish(bytes.len())
 }
 
-/// [`find_blobs`] with 32 bytes per step (AVX2), compiled for x86-64-v3 (bit counts in one
+/// [`scan_blocks`] with 32 bytes per step (AVX2), compiled for x86-64-v3 (bit counts in one
 /// instruction).
 ///
 /// # Safety

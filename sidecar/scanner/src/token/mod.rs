@@ -56,8 +56,8 @@ pub(crate) trait Sink {
     /// The current segment ended at byte `end`.
     fn segment_end(&mut self, end: usize);
     /// Plain ASCII words in a row (no segment end between them), for a sink without
-    /// punctuation: the same as one [`Sink::token`] call per word of [`PlainRun::word`], which
-    /// a sink may do faster.
+    /// punctuation: the same as one [`Sink::token`] call per word [`PlainRun::for_each`]
+    /// gives, which a sink may do faster.
     #[inline(always)]
     fn plain_words(&mut self, run: PlainRun<'_>) {
         let bytes = run.bytes;
@@ -123,15 +123,15 @@ impl PlainRun<'_> {
         // A word in capitals has two capitals side by side (two or more, and 80% of it):
         // without such a pair in the window, no word needs its capitals counted.
         let caps = self.upper & (self.upper >> 1) != 0;
-        let hash_at = |_, len, start| hash_at(self.bytes, start, len);
+        let at = |_, len, start| hash_at(self.bytes, start, len);
         match (self.chunk, caps, self.leet) {
-            (_, _, true) => self.each::<true, true>(hash_at, f),
+            (_, _, true) => self.each::<true, true>(at, f),
             (Some(c), false, false) => self
                 .each::<false, false>(|off, len, start| hash_in(c, off, len, start, self.bytes), f),
             (Some(c), true, false) => self
                 .each::<true, false>(|off, len, start| hash_in(c, off, len, start, self.bytes), f),
-            (None, false, false) => self.each::<false, false>(hash_at, f),
-            (None, true, false) => self.each::<true, false>(hash_at, f),
+            (None, false, false) => self.each::<false, false>(at, f),
+            (None, true, false) => self.each::<true, false>(at, f),
         }
     }
 
@@ -1194,9 +1194,9 @@ static PLAIN_WINDOWS: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 /// The window at `base` when it is plain text, for a sink without punctuation: every word in
 /// it ASCII, at most `MAX_TOKEN` bytes, of letters or of digits (leetspeak too when the sink
 /// does not read the text), no two one-letter words one byte apart, no spaced-letter run open
-/// before it that its first word continues, and too few words to reach `MAX_SEGMENT_TOKENS`. Such a window needs none of the event loop's tests per word: its
-/// words and segment ends are taken in order by two loops, and where the next window starts is
-/// returned. Any other window returns `None` with nothing done (the event loop takes it). The
+/// before it that its first word continues, and too few words to reach `MAX_SEGMENT_TOKENS`.
+/// Such a window needs none of the event loop's tests per word: its words and segment ends
+/// are taken in order by two loops, and where the next window starts is returned. Any other window returns `None` with nothing done (the event loop takes it). The
 /// result is the event loop's, word for word (checked against the reference tokenizer).
 #[inline(always)]
 fn plain_window<S: Sink>(
@@ -1211,7 +1211,8 @@ fn plain_window<S: Sink>(
     let alpha = word & !win.digit;
     // One-letter words (a letter or `_`): a start whose next byte is no word byte.
     let single = starts & !(word >> 1) & alpha;
-    // A letter next to a digit: some word mixes them (leetspeak, taken by the event loop).
+    // A letter next to a digit: some word mixes them (leetspeak: taken here only for a sink
+    // that does not read the text, see `PlainRun`).
     let mixed = (win.digit & (alpha >> 1)) | (alpha & (win.digit >> 1));
     // Runs of more than `MAX_TOKEN` (48) word bytes: bit i of `r{k}` is set when bytes
     // i .. i + k are all word bytes.
