@@ -1216,21 +1216,30 @@ fn plain_window<S: Sink>(
     let mixed = (win.digit & (alpha >> 1)) | (alpha & (win.digit >> 1));
     // Runs of more than `MAX_TOKEN` (48) word bytes: bit i of `r{k}` is set when bytes
     // i .. i + k are all word bytes.
-    let r2 = word & (word >> 1);
-    let r4 = r2 & (r2 >> 2);
-    let r8 = r4 & (r4 >> 4);
-    let r16 = r8 & (r8 >> 8);
-    let r32 = r16 & (r16 >> 16);
-    let long = r32 & (r16 >> 32) & (word >> 48);
+    // Such a run covers bytes 15 ..= 48: only then are the runs measured.
+    const MIDDLE: u64 = ((1 << 34) - 1) << 15;
+    let long = if word & MIDDLE == MIDDLE {
+        let r2 = word & (word >> 1);
+        let r4 = r2 & (r2 >> 2);
+        let r8 = r4 & (r4 >> 4);
+        let r16 = r8 & (r8 >> 8);
+        let r32 = r16 & (r16 >> 16);
+        r32 & (r16 >> 32) & (word >> 48)
+    } else {
+        0
+    };
     // A word reaching the window's last byte may go on past it: the next window starts there.
     let limit = 64 - (!word).leading_zeros();
     // A spaced-letter run still open (shorter than four letters: none is emitted) must not go
     // on with this window's first word.
-    let first = starts.trailing_zeros();
-    let goes_on =
-        (single >> (first & 63)) & 1 != 0 && base + first as usize == st.join_last_end + 1;
+    let open_ok = st.join_len == 0 || {
+        let first = starts.trailing_zeros();
+        let goes_on =
+            (single >> (first & 63)) & 1 != 0 && base + first as usize == st.join_last_end + 1;
+        st.join_len < 4 && !goes_on
+    };
     let plain = (win.high == 0)
-        & ((st.join_len == 0) | ((st.join_len < 4) & !goes_on))
+        & open_ok
         & (single & (single >> 2) == 0)
         & ((mixed == 0) | !S::TEXT)
         & (long == 0)
@@ -1249,10 +1258,8 @@ fn plain_window<S: Sink>(
     // Whether a segment end came after the last word (it closes any spaced-letter run).
     let mut closed = false;
     loop {
-        let before = match stops {
-            0 => u64::MAX,
-            s => (1u64 << s.trailing_zeros()) - 1,
-        };
+        // The bits below the next stop (all of them when there is none).
+        let before = stops.wrapping_sub(1) & !stops;
         let now = words & before;
         words &= !before;
         if now != 0 {
