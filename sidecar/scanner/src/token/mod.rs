@@ -378,7 +378,7 @@ fn load8(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Byte classes of the 64 bytes from `base` (bit k is byte `base + k`; zero past the end).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Window {
     word: u64,
     upper: u64,
@@ -406,14 +406,7 @@ impl Window {
     #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
     #[inline]
     fn at_swar(bytes: &[u8], base: usize) -> Window {
-        let mut w = Window {
-            word: 0,
-            upper: 0,
-            digit: 0,
-            stop: 0,
-            punct: 0,
-            high: 0,
-        };
+        let mut w = Window::default();
         let (mut sent, mut after) = (0u64, 0u64);
         for k in 0..8 {
             let l = lanes(load8(bytes, base + 8 * k));
@@ -452,14 +445,7 @@ impl Window {
                 )
             }
         }
-        let mut win = Window {
-            word: 0,
-            upper: 0,
-            digit: 0,
-            stop: 0,
-            punct: 0,
-            high: 0,
-        };
+        let mut win = Window::default();
         let (mut sent_all, mut after) = (0u64, 0u64);
         let whole = bytes.get(base..base + 64);
         for k in 0..4 {
@@ -540,14 +526,7 @@ impl Window {
                 &padded
             }
         };
-        let mut win = Window {
-            word: 0,
-            upper: 0,
-            digit: 0,
-            stop: 0,
-            punct: 0,
-            high: 0,
-        };
+        let mut win = Window::default();
         let (mut sent_all, mut after) = (0u64, 0u64);
         for k in 0..2 {
             // SAFETY: bytes `32 * k .. 32 * k + 32` of a 64-byte array; the load is unaligned.
