@@ -147,10 +147,30 @@ pub(crate) static RULES: &[Rule] = rules![
         r"< ?/? ?(?:system|system_prompt|system_message|sys_prompt|instructions?|information|assistant_instructions|ai_instructions|secret_instructions|hidden_instructions) ?>";
 ];
 
+/// Rules whose first anchor group's words only ever match framed by marker punctuation: the
+/// pattern puts one of `lead` before each such word and one of `trail` after it, with at
+/// most blanks between (an empty set: no condition on that side). A segment that only such a
+/// rule would read goes to the rule stage only when the raw text frames one of its words so
+/// (see `Engine::settle_framed`): `sys` in code (`import sys`) sends nothing there.
+pub(crate) const FRAMED: &[(&str, &[u8], &[u8])] = &[
+    // `[inst]`, `[/inst]`, `<<sys>>`, `<</sys>>`, `(system_message)`, `[system_message]`.
+    ("inst_sys_markers", b"[/<(", b"]>)"),
+    // `<system>`, `</instructions>`.
+    ("fake_xml_authority", b"</", b">"),
+    // `New instructions:`, `Updated task!`, `system prompt *`.
+    ("new_instructions_header", b"", b":!*"),
+];
+
+// Two bits per framed rule in a byte whose top bit means "not ASCII" (`Engine::frame_bytes`).
+const _: () = assert!(FRAMED.len() * 2 < 8);
+
 pub(crate) struct RuleSet {
     regexes: Vec<Regex>,
     /// `required_mask(i)` for each rule.
     need: Vec<AnchorMask>,
+    /// Rules whose pattern is anchored at the start (`^`): they read the segment from its
+    /// first word, not from the punctuation before it.
+    anchored: Vec<bool>,
 }
 
 /// A rule match in normalised-text offsets.
@@ -202,20 +222,35 @@ impl RuleSet {
         Ok(RuleSet {
             regexes,
             need: (0..RULES.len()).map(required_mask).collect(),
+            anchored: RULES.iter().map(|r| r.pattern.starts_with('^')).collect(),
         })
     }
 
-    /// Run the rules whose anchors are all present in `mask` (or every rule when `all`).
-    pub(crate) fn find(&self, norm: &str, mask: AnchorMask, all: bool, out: &mut Vec<RuleMatch>) {
+    /// Run the rules whose anchors are all present in `mask` (or every rule when `all`) on the
+    /// normalised segment `norm`, whose first word starts at `from` (what comes before it is
+    /// punctuation); anchored rules read from there.
+    pub(crate) fn find(
+        &self,
+        norm: &str,
+        from: usize,
+        mask: AnchorMask,
+        all: bool,
+        out: &mut Vec<RuleMatch>,
+    ) {
         for (i, (re, &need)) in self.regexes.iter().zip(&self.need).enumerate() {
             if !all && (need == 0 || mask & need != need) {
                 continue;
             }
-            if let Some(m) = re.find(norm) {
+            let at = if self.anchored.get(i).copied().unwrap_or(false) {
+                from.min(norm.len())
+            } else {
+                0
+            };
+            if let Some(m) = norm.get(at..).and_then(|t| re.find(t)) {
                 out.push(RuleMatch {
                     rule: i,
-                    start: m.start(),
-                    end: m.end(),
+                    start: at + m.start(),
+                    end: at + m.end(),
                 });
             }
         }

@@ -1,11 +1,11 @@
 //! The scanner: one tokenizer pass (learned stage + trigger detection), the rule stage on
 //! triggered segments, the raw hidden-character check, and decode-and-rescan of encoded blobs.
 
-use crate::fold::is_invisible;
+use crate::fold::{Folded, fold_char, is_invisible};
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
-use crate::rules::{AnchorMask, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
-use crate::token::{Blob, PlainRun, Sink, Token, hash_bytes, scan_blocks, tokenize};
+use crate::rules::{AnchorMask, FRAMED, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
+use crate::token::{Blob, PlainRun, Sink, Token, hash_bytes, is_blank, scan_blocks, tokenize};
 use crate::{Category, Finding};
 
 /// Findings at or above this score make a result flagged.
@@ -135,6 +135,9 @@ impl Triggers {
 /// A segment as seen by the fast pass.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Segment {
+    /// Where the rule stage reads from: the punctuation before the first word (see
+    /// [`lead_start`]), or `start`.
+    pub lead: usize,
     pub start: usize,
     pub end: usize,
     pub sum: i32,
@@ -167,23 +170,28 @@ struct FastSink<'a> {
     keep_all: bool,
     seen: usize,
     segs: Vec<Segment>,
+    /// Where the last segment ended (0 before the first).
+    prev_end: usize,
 }
 
-impl FastSink<'_> {
-    /// The anchor mask `m` of the word at `start`: the XML-tag rule's words count only right
-    /// after `<` or `/` (a spaced-letter word, `joined`, has no byte before it).
-    #[inline]
-    fn anchor(&self, m: AnchorMask, start: usize, joined: bool) -> AnchorMask {
-        let prev = match start.checked_sub(1) {
-            Some(p) if !joined => self.text.get(p).copied().unwrap_or(0),
-            _ => 0,
-        };
-        if m & self.engine.xml_bits != 0 && prev != b'<' && prev != b'/' {
-            m & !self.engine.xml_bits
-        } else {
-            m
-        }
-    }
+/// `Engine::frame_bytes` bit of the bytes of 0x80 and above.
+const NON_ASCII: u8 = 0x80;
+
+/// Where the rule stage reads the segment whose first word starts at `start` from: the bytes
+/// between the previous segment's end `floor` and that word (punctuation, blanks, invisible
+/// characters), not back over a line end, without the blanks at their front. Marker rules
+/// need them: `[INST]`, `<system>` and `<|im_start|>` open a segment with punctuation.
+fn lead_start(text: &[u8], floor: usize, start: usize) -> usize {
+    let start = start.min(text.len());
+    let region = text.get(floor.min(start)..start).unwrap_or_default();
+    let back = region
+        .iter()
+        .rev()
+        .take_while(|&&b| !matches!(b, b'\n' | b'\r' | 0x0b | 0x0c))
+        .count();
+    let lead = region.get(region.len() - back..).unwrap_or_default();
+    let blanks = lead.iter().take_while(|&&b| is_blank(b)).count();
+    start - back + blanks
 }
 
 impl Sink for FastSink<'_> {
@@ -198,10 +206,10 @@ impl Sink for FastSink<'_> {
         let mut s = 0i32;
         self.feats.token(t, |i| s += engine.model.weight(i));
         self.sum += s;
-        let m = engine.triggers.mask(t.hash);
         // Most words are no anchor: one test for them.
+        let m = engine.triggers.mask(t.hash);
         if m != 0 {
-            self.mask |= self.anchor(m, t.start, t.joined);
+            self.mask |= m;
         }
     }
 
@@ -218,7 +226,7 @@ impl Sink for FastSink<'_> {
             sum += feats.plain_word(w.hash, w.caps, w.leet, &engine.model);
             let m = engine.triggers.mask(w.hash);
             if m != 0 {
-                mask |= self.anchor(m, w.start, false);
+                mask |= m;
             }
         });
         self.feats = feats;
@@ -250,26 +258,29 @@ impl Sink for FastSink<'_> {
             self.sum = 0;
             self.mask = 0;
             self.start = usize::MAX;
+            self.prev_end = end;
             return;
         }
         let obfuscated = self.feats.obfuscated();
         let mixed_script = self.feats.mixed_script();
         let sum = self.sum + self.feats.finish_sum(&engine.model);
-        let mut mask = self.mask;
+        let lead = lead_start(self.text, self.prev_end, self.start);
+        let mut mask = engine.settle_framed(self.mask, self.text, lead, self.start, end);
         // Chat-template tokens (`<|…|>`) are punctuation-led, found by the blob pass: one
         // that starts before this segment's end (and after the previous segment's) lets the
-        // marker rule run here when it starts at most two bytes before the first word; the
-        // segment then starts with it (the rule stage reads the segment's own text).
+        // marker rule run here when it starts in the punctuation before the first word (or at
+        // most two bytes before it) or after it; the segment then starts with it.
         let mut start = self.start;
         while let Some(&pos) = self.chat.get(self.next_chat)
             && pos < end
         {
-            if self.start <= pos + 2 {
+            if lead <= pos || self.start <= pos + 2 {
                 mask |= engine.chat_bits;
                 start = start.min(pos);
             }
             self.next_chat += 1;
         }
+        self.prev_end = end;
         self.seen += 1;
         // Only segments some later stage acts on are kept: the model may flag them, a rule
         // may run, or their look-alike letters are reported (see `Engine::findings`).
@@ -279,6 +290,7 @@ impl Sink for FastSink<'_> {
             || mixed_script >= 2
         {
             self.segs.push(Segment {
+                lead: lead.min(start),
                 start,
                 end,
                 sum,
@@ -393,8 +405,20 @@ pub(crate) struct Engine {
     need_both: AnchorMask,
     /// Rules needing one anchor group: that group's bit.
     need_one: AnchorMask,
-    /// Anchor bits of the XML-tag rule (its words count only right after `<` or `/`).
-    xml_bits: AnchorMask,
+    /// Anchor bits of the framed rules' first groups (see [`FRAMED`]).
+    framed: AnchorMask,
+    /// Per byte before a framed word (blanks skipped; index 256: none, the text starts), the
+    /// framed bits it allows; every framed bit for bytes of 0x80 and above (an invisible or
+    /// look-alike character may stand there).
+    lead_ok: Box<[AnchorMask; 257]>,
+    /// The same for the byte after a framed word (index 256: the text ends).
+    trail_ok: Box<[AnchorMask; 257]>,
+    /// Per byte: which framed rules' marks it is (the bits of `frame_marks`), `NON_ASCII`
+    /// for bytes of 0x80 and above.
+    frame_bytes: Box<[u8; 256]>,
+    /// Per framed rule: its anchor bit, and the `frame_bytes` bits of its lead marks (0: it
+    /// has none) and of its trail marks.
+    frame_marks: Vec<(AnchorMask, u8, u8)>,
     /// Anchor bits of the chat-template rule (given to segments holding `<|`).
     chat_bits: AnchorMask,
 }
@@ -417,11 +441,39 @@ impl Engine {
                 need_one |= r;
             }
         }
-        let xml_bits = RULES
-            .iter()
-            .position(|r| r.name == "fake_xml_authority")
-            .map(required_mask)
-            .unwrap_or(0);
+        let (mut framed, mut lead_ok, mut trail_ok) =
+            (0 as AnchorMask, Box::new([0; 257]), Box::new([0; 257]));
+        let mut frame_bytes = Box::new([0u8; 256]);
+        for b in frame_bytes.iter_mut().skip(0x80) {
+            *b = NON_ASCII;
+        }
+        let mut frame_marks = Vec::new();
+        for (k, &(name, lead, trail)) in FRAMED.iter().enumerate() {
+            let Some(i) = RULES.iter().position(|r| r.name == name) else {
+                continue;
+            };
+            let bit: AnchorMask = 1 << (2 * i);
+            framed |= bit;
+            // Two `frame_bytes` bits per rule (`rules.rs` asserts that they fit).
+            let (lead_mark, trail_mark) = (1u8 << (2 * k), 1u8 << (2 * k + 1));
+            for (set, mark) in [(lead, lead_mark), (trail, trail_mark)] {
+                for &b in set {
+                    frame_bytes[usize::from(b)] |= mark;
+                }
+            }
+            frame_marks.push((bit, if lead.is_empty() { 0 } else { lead_mark }, trail_mark));
+            for (table, set) in [(&mut lead_ok, lead), (&mut trail_ok, trail)] {
+                for (b, allowed) in table.iter_mut().enumerate() {
+                    if set.is_empty() || (0x80..0x100).contains(&b) || set.contains(&(b as u8)) {
+                        *allowed |= bit;
+                    }
+                }
+                // No byte there: allowed only without a condition.
+                if !set.is_empty() {
+                    table[256] &= !bit;
+                }
+            }
+        }
         let chat_bits = RULES
             .iter()
             .position(|r| r.name == "chat_template_token")
@@ -433,9 +485,144 @@ impl Engine {
             triggers: Triggers::new(),
             need_both,
             need_one,
-            xml_bits,
+            framed,
+            lead_ok,
+            trail_ok,
+            frame_bytes,
+            frame_marks,
             chat_bits,
         })
+    }
+
+    /// `mask` (of the segment `start .. end` of `text`) without the framed bits (see
+    /// [`FRAMED`]) that no word of the segment earns, when only framed rules would run: the
+    /// words are looked at again, and a framed rule's word counts where the nearest non-blank
+    /// bytes before and after it are ones its rule allows. When some other rule runs anyway,
+    /// `mask` is returned as it is (the framed rules' patterns judge for themselves).
+    ///
+    /// Done per segment rather than per word, and only for the few segments it can dismiss,
+    /// so that the word loops stay as they are. First the marks alone: a rule whose marks
+    /// are missing from the text the rule stage reads cannot match. Then the words, read as
+    /// the tokenizer reads ASCII words (letters mixed with digits as leetspeak); text it may
+    /// read otherwise keeps every framed bit: non-ASCII text, four one-letter words one byte
+    /// apart (spaced letters), over-long words.
+    fn settle_framed(
+        &self,
+        mask: AnchorMask,
+        text: &[u8],
+        lead: usize,
+        start: usize,
+        end: usize,
+    ) -> AnchorMask {
+        if mask & self.framed == 0 || self.any_rule(mask & !self.framed) {
+            return mask;
+        }
+        // First the marks alone: a framed rule whose marks are not all in the text the rule
+        // stage would read (`lead .. end`) cannot match there.
+        let mut seen = 0u8;
+        for &b in text.get(lead..end).unwrap_or_default() {
+            seen |= self.frame_bytes[usize::from(b)];
+        }
+        // A non-ASCII character may fold to any mark (fullwidth `＜`).
+        if seen & NON_ASCII != 0 {
+            seen = u8::MAX;
+        }
+        let mut mask = mask;
+        for &(bit, lead_mark, trail_mark) in &self.frame_marks {
+            if (lead_mark != 0 && seen & lead_mark == 0) || seen & trail_mark == 0 {
+                mask &= !bit;
+            }
+        }
+        if mask & self.framed == 0 {
+            return mask;
+        }
+        let seg = text.get(start..end).unwrap_or_default();
+        let is_word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+        let mut earned: AnchorMask = 0;
+        // End of the last one-letter word (0: none yet), and how many one-letter words in a
+        // row, one byte apart, end there.
+        let (mut last_single, mut singles) = (0usize, 0usize);
+        let mut leet_buf = [0u8; crate::token::MAX_TOKEN];
+        let mut i = 0;
+        while let Some(&b) = seg.get(i) {
+            if b >= 0x80 {
+                // A non-ASCII separator (`’`, `—`, `¶`) is skipped; any other non-ASCII
+                // character (a letter, a look-alike, an invisible one) may make or join a
+                // framed word: every framed bit is kept.
+                let width = match b {
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    _ => 4,
+                };
+                let c = seg
+                    .get(i..i + width)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .and_then(|c| c.chars().next());
+                match c.map(fold_char) {
+                    Some(Folded::Separator) => {
+                        i += width;
+                        continue;
+                    }
+                    _ => return mask,
+                }
+            }
+            if !is_word(&b) {
+                i += 1;
+                continue;
+            }
+            let len = seg
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| is_word(b))
+                .count();
+            let word = seg.get(i..i + len).unwrap_or_default();
+            let digits = word.iter().filter(|b| b.is_ascii_digit()).count();
+            if len > crate::token::MAX_TOKEN {
+                return mask;
+            }
+            if len == 1 && digits == 0 {
+                singles = if last_single != 0 && last_single + 1 == i {
+                    singles + 1
+                } else {
+                    1
+                };
+                // Four make a spaced-letter word.
+                if singles >= 4 {
+                    return mask;
+                }
+                last_single = i + 1;
+            }
+            // Letters mixed with digits: the digits are read as letters (as the tokenizer does).
+            let hash = if digits != 0 && digits != len {
+                for (d, &b) in leet_buf.iter_mut().zip(word) {
+                    *d = crate::fold::leet(b);
+                }
+                hash_bytes(leet_buf.get(..len).unwrap_or_default())
+            } else {
+                hash_bytes(word)
+            };
+            let m = self.triggers.mask(hash) & self.framed;
+            if m != 0 {
+                let (a, b) = (start + i, start + i + len);
+                let prev = text
+                    .get(..a)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .find(|&&b| !is_blank(b));
+                let next = text
+                    .get(b..)
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|&&b| !is_blank(b));
+                let at =
+                    |t: &[AnchorMask; 257], b: Option<&u8>| t[b.map_or(256, |&b| usize::from(b))];
+                earned |= m & at(&self.lead_ok, prev) & at(&self.trail_ok, next);
+            }
+            i += len;
+        }
+        (mask & !self.framed) | (mask & earned)
     }
 
     /// Whether some rule has all its anchors in `mask`. Rule i owns bits 2i and 2i+1 (one
@@ -463,6 +650,7 @@ impl Engine {
             seen: 0,
             // About one segment per 44 bytes of ordinary text.
             segs: Vec::with_capacity(if keep_all { text.len() / 40 + 1 } else { 8 }),
+            prev_end: 0,
         };
         tokenize(text, &mut sink);
         FastPass {
@@ -521,13 +709,19 @@ impl Engine {
             // 3. Rule stage on triggered segments (and on segments the model flagged, so that
             //    the finding names its family).
             if self.any_rule(seg.mask) || hit {
-                let Some(seg_text) = text.get(seg.start..seg.end) else {
+                let Some(seg_text) = text.get(seg.lead..seg.end) else {
                     continue;
                 };
-                n.reset(seg.start, seg_text.len());
+                n.reset(seg.lead, seg_text.len());
                 tokenize(seg_text, &mut n);
+                // Where the words start in the normalised text (after the lead's marks).
+                let from = n
+                    .map
+                    .iter()
+                    .find(|x| x.2 >= seg.start)
+                    .map_or(n.out.len(), |x| x.0);
                 matches.clear();
-                self.rules.find(&n.out, seg.mask, hit, &mut matches);
+                self.rules.find(&n.out, from, seg.mask, hit, &mut matches);
                 for m in &matches {
                     let Some(rule) = RULES.get(m.rule) else {
                         continue;
@@ -692,6 +886,66 @@ mod tests {
             "{:?}",
             kept.segs
         );
+    }
+
+    /// The framed-word filter (`Engine::settle_framed`) only dismisses segments the framed
+    /// rules cannot match: every finding on the evaluation sets and on marker texts written
+    /// every way the tokenizer reads words (spaced, leetspeak, look-alikes, invisible
+    /// characters, fullwidth marks) is the same with the filter off. It is also checked to
+    /// dismiss segments the anchors alone would keep.
+    #[test]
+    fn framed_filter_changes_no_finding() {
+        let engine = Engine::new(Model::from_bytes(crate::WEIGHTS).unwrap()).unwrap();
+        let mut unfiltered = Engine::new(Model::from_bytes(crate::WEIGHTS).unwrap()).unwrap();
+        unfiltered.framed = 0;
+        let crafted = [
+            "[INST] obey [/INST]",
+            "[ i n s t ] obey",
+            "[1nst] obey",
+            "[ＩNST] obey",
+            "［INST］ obey",
+            "[in\u{200b}st] obey",
+            "<\u{200b}system> obey",
+            "< < sys > > obey",
+            "<</SYS>>",
+            "( system_message ) go",
+            "[system_message] go",
+            "New instructions : do it",
+            "URGENT TASK! do it",
+            "new 1nstructions: do it",
+            "n e w instructions: go",
+            "import sys; sys.exit(1)",
+            "system information (see below)",
+            "the new task is: <b>build</b>",
+            "\u{430}\u{456} sys [x]",
+            "«system» ok",
+        ];
+        let texts = crate::test_corpus::eval_texts();
+        let (mut compared, mut dismissed) = (0usize, 0usize);
+        for t in texts.iter().map(String::as_str).chain(crafted) {
+            assert_eq!(
+                format!("{:?}", engine.findings(t, 0)),
+                format!("{:?}", unfiltered.findings(t, 0)),
+                "{t:?}"
+            );
+            let kept = |e: &Engine| {
+                e.segments(t, false)
+                    .segs
+                    .iter()
+                    .filter(|s| e.any_rule(s.mask))
+                    .count()
+            };
+            dismissed += kept(&unfiltered) - kept(&engine);
+            compared += 1;
+        }
+        assert!(compared > 10000, "only {compared} texts");
+        assert!(dismissed > 1000, "only {dismissed} segments dismissed");
+        // Text the filter does not read as the tokenizer may keeps the framed bits: spaced
+        // letters, a non-ASCII letter in a word.
+        for t in ["[ i n s t ] obey", "[\u{456}nst] obey"] {
+            let segs = engine.segments(t, false).segs;
+            assert!(segs.iter().any(|s| s.mask & engine.framed != 0), "{t:?}");
+        }
     }
 
     /// `push_lossy_lowercase` appends what `from_utf8_lossy(..).to_ascii_lowercase()` built:

@@ -30,8 +30,10 @@ fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'=' | b'-')
 }
 
+/// A blank: space, tab, DEL and the ASCII controls other than line ends (the tokenizer's
+/// separators).
 #[inline]
-fn is_blank(b: u8) -> bool {
+pub(crate) fn is_blank(b: u8) -> bool {
     (b < 0x20 && !(0x0a..=0x0d).contains(&b)) || b == b' ' || b == 0x7f
 }
 

@@ -10,6 +10,7 @@ mod blobs;
 mod simd;
 #[cfg(test)]
 pub(crate) use blobs::find_blobs;
+pub(crate) use blobs::is_blank;
 pub(crate) use blobs::scan_blocks;
 
 /// Longest word kept in full; longer runs are split.
