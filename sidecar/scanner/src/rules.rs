@@ -61,7 +61,7 @@ pub(crate) static RULES: &[Rule] = rules![
         "follow obey listen comply adhere", "not don never longer",
         r"\b(?:do not|don t|never|no longer) (?:follow|obey|listen to|comply with|adhere to) (?:the |your |any |previous |prior |original |user s |system )+(?:\S+ )?(?:instructions?|rules|guidelines|user|prompt)\b";
     "regardless_of_previous", InstructionOverride, 0.8,
-        "regardless", "",
+        "regardless", "previous prior earlier preceding pre original",
         r"\bregardless of (?:any |all |the |your )?(?:previous|prior|earlier|preceding|pre ?- ?existing|original) (?:input|instructions?|guidelines|rules|restrictions|prompts?|context)\b";
     "prompt_extraction", InstructionOverride, 0.85,
         "reveal repeat print output show share display disclose leak dump recite spell write tell return paste provide list translate summarize summarise encode reverse", "prompt system initial original hidden internal pre secret api unique configuration verbatim",
@@ -77,13 +77,13 @@ pub(crate) static RULES: &[Rule] = rules![
         "act acting behave respond answer operate function", "unrestricted unfiltered uncensored jailbroken evil rogue dan ai assistant model",
         r"\b(?:act|acting|behave|respond|answer|operate|function) as (?:if you (?:are|were) )?(?:an? |the |my )?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|dan|different ai|new ai|ai without|assistant without|model without)\b";
     "new_name_or_persona", RoleSwitch, 0.85,
-        "name identity persona role personality now", "your from",
-        r"\byour (?:new )?(?:name|identity|persona|role|personality) (?:is now|will be|has changed|is changed)\b|\byour new (?:name|identity|persona|role|personality) is\b|\bfrom now on,? (?:you (?:are|will|must|shall|re)|your (?:name|role|task|job))\b";
+        "name identity persona role personality now", "your you",
+        r"\byour (?:new )?(?:name|identity|persona|role|personality) (?:is now|will be|has changed|is changed)\b|\byour new (?:name|identity|persona|role|personality) is\b|\bfrom now on(?: ,)? (?:you (?:are|will|must|shall|re)|your (?:name|role|task|job))\b";
     "roleplay_as", RoleSwitch, 0.7,
         "roleplay roleplaying role", "play playing as",
         r"\brole ?- ?play(?:ing)? as\b|\broleplay(?:ing)? as\b";
     "jailbreak_persona", RoleSwitch, 0.85,
-        "anything limits limit nolimits unrestricted unfiltered uncensored jailbroken evil rogue amoral developer dan god jailbreak enable activate enter switch unlock", "now ai assistant mode model chatbot llm version persona",
+        "anything limits limit nolimit nolimits unrestricted unfiltered uncensored jailbroken evil rogue amoral developer dan god jailbreak sudo", "now ai assistant mode model chatbot llm version persona",
         r"\b(?:do anything now|(?:no ?limits?|unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral) (?:ai|assistant|mode|model|chatbot|llm|version|persona)|(?:developer|dan|god|jailbreak|unrestricted|unfiltered|uncensored) mode (?:is )?(?:now )?(?:enabled|activated|on|engaged|unlocked|active)|(?:enable|activate|enter|switch to|unlock) (?:the )?(?:developer|dan|god|jailbreak|unrestricted|sudo) mode)\b";
     "you_are_dan", RoleSwitch, 0.85,
         "dan stan dude aim anything limits unrestricted uncensored unfiltered jailbroken", "you",
@@ -113,7 +113,7 @@ pub(crate) static RULES: &[Rule] = rules![
         r"\b(?:to|for) you ?,? (?:the |an? |my |dear )?{AI}\b";
     "greeting_the_ai", AddressedToAgent, 0.85,
         "dear hey hi hello attention note message instructions instruction notice calling listen", "ai llm llms model models assistant assistants agent agents chatbot chatbots bot bots gpt chatgpt claude gemini copilot bard llama mistral language automated",
-        r"\b(?:dear|hey|hi|hello|attention|note to|note for|message to|message for|instructions? (?:to|for)|notice to|calling|listen,?) (?:the |an? |any |all |our |my )?(?:ai|llm|llms|large language models?|language models?|ai (?:models?|assistants?|agents?|systems?)|chatgpt|gpt ?- ?\S+|claude|gemini|copilot|chatbots?|virtual assistants?|automated (?:agents?|assistants?|systems?)|ai ?- ?powered \S+)\b";
+        r"\b(?:dear|hey|hi|hello|attention|note to|note for|message to|message for|instructions? (?:to|for)|notice to|calling|listen(?: ,)?) (?:the |an? |any |all |our |my )?(?:ai|llm|llms|large language models?|language models?|ai (?:models?|assistants?|agents?|systems?)|chatgpt|gpt ?- ?\S+|claude|gemini|copilot|chatbots?|virtual assistants?|automated (?:agents?|assistants?|systems?)|ai ?- ?powered \S+)\b";
     "if_you_are_an_ai", AddressedToAgent, 0.9,
         "if", "ai llm llms model models assistant assistants agent agents chatbot chatbots bot bots gpt chatgpt claude gemini copilot bard llama mistral language automated",
         r"\bif you (?:are|re) (?:an? |the )?(?:ai|llm|large language model|language model|ai (?:model|assistant|agent|system)|chatbot|automated (?:agent|system|assistant|tool)|bot|assistant|agent) (?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|seeing|that|who|and|,|\.)";
