@@ -164,6 +164,9 @@ pub(crate) fn leet(b: u8) -> u8 {
     LEET[b as usize]
 }
 
+/// The letters the digits 0 ..= 9 stand for in leetspeak.
+pub(crate) const LEET_LETTERS: [u8; 10] = *b"oizeasgtbg";
+
 /// [`leet`] as a table: digits read as the letters they stand for, other bytes unchanged.
 static LEET: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -172,10 +175,9 @@ static LEET: [u8; 256] = {
         t[i] = i as u8;
         i += 1;
     }
-    let letters = *b"oizeasgtbg";
     let mut d = 0;
     while d < 10 {
-        t[b'0' as usize + d] = letters[d];
+        t[b'0' as usize + d] = LEET_LETTERS[d];
         d += 1;
     }
     t

@@ -178,6 +178,17 @@ impl PlainRun<'_> {
 /// (what [`State::emit_leet`] hashes).
 #[inline(never)]
 fn leet_hash(bytes: &[u8], start: usize, len: usize) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if len > 0
+        && len <= 16
+        && std::arch::is_x86_feature_detected!("ssse3")
+        && let Some(w) = bytes.get(start..).and_then(<[u8]>::first_chunk::<16>)
+    {
+        // SAFETY: the CPU has SSSE3 (checked above).
+        return unsafe { leet_hash16_ssse3(w, len) };
+    }
+    // Byte by byte: one narrow store per byte, then wide loads (slower: the loads wait for
+    // the stores).
     let mut buf = [0u8; MAX_TOKEN + 16];
     let n = len.min(MAX_TOKEN);
     for (d, s) in buf
@@ -187,6 +198,45 @@ fn leet_hash(bytes: &[u8], start: usize, len: usize) -> u64 {
         *d = leet(*s);
     }
     hash_at(&buf, 0, n)
+}
+
+/// [`leet_hash`] of a word of `len` (1 ..= 16) bytes at the start of `w`, in registers: the
+/// digits are mapped to their letters with one shuffle (a table of 16 lanes), so no byte goes
+/// through memory.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+fn leet_hash16_ssse3(w: &[u8; 16], len: usize) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cvtsi128_si64,
+        _mm_loadu_si128, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8, _mm_shuffle_epi8, _mm_sub_epi8,
+        _mm_unpackhi_epi64,
+    };
+    // Digit d's letter in lane d (lanes 10 ..= 15 are never picked for a digit).
+    const LANES: [u8; 16] = {
+        let mut t = [0u8; 16];
+        let mut d = 0;
+        while d < 10 {
+            t[d] = crate::fold::LEET_LETTERS[d];
+            d += 1;
+        }
+        t
+    };
+    let lanes = &LANES;
+    // SAFETY: `w` and `lanes` are 16 readable bytes; the loads are unaligned.
+    let (x, table) = unsafe {
+        (
+            _mm_loadu_si128(w.as_ptr().cast::<__m128i>()),
+            _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>()),
+        )
+    };
+    let d = _mm_sub_epi8(x, _mm_set1_epi8(b'0' as i8));
+    // Digits: `d` <= 9 as an unsigned byte.
+    let digit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    let letters = _mm_shuffle_epi8(table, d);
+    let y = _mm_or_si128(_mm_and_si128(digit, letters), _mm_andnot_si128(digit, x));
+    let a = _mm_cvtsi128_si64(y) as u64;
+    let b = _mm_cvtsi128_si64(_mm_unpackhi_epi64(y, y)) as u64;
+    hash_words(a, b, len)
 }
 
 /// [`hash_at`] of the word of `len` bytes at `off` in a window's 80 bytes `c` (`start` in
@@ -254,12 +304,9 @@ pub(crate) fn hash_at(bytes: &[u8], start: usize, len: usize) -> u64 {
     hash_bytes(bytes.get(start..start + len).unwrap_or(&[]))
 }
 
-/// `hash_bytes` of the first `len` (1 ..= 16) bytes of `w` (16 bytes or more), with one load
-/// per 8 bytes.
-#[inline(always)]
-fn hash16(w: &[u8], len: usize) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    const CASE: u64 = 0x2020_2020_2020_2020;
+/// For a word of `len` (1 ..= 16) bytes: the masks of its first and second 8-byte chunk.
+// (Entries past 16 are never used: the table has 32 so that `len & 31` indexes it.)
+const MASKS: [(u64, u64); 32] = {
     // The low `n` bytes (0 ..= 8) of a word.
     const fn keep(n: usize) -> u64 {
         if n >= 8 {
@@ -268,33 +315,43 @@ fn hash16(w: &[u8], len: usize) -> u64 {
             (1u64 << (8 * n)) - 1
         }
     }
-    /// For a word of `len` (1 ..= 16) bytes: the masks of its first and second 8-byte chunk.
-    // (Entries past 16 are never used: the table has 32 so that `len & 31` indexes it.)
-    const MASKS: [(u64, u64); 32] = {
-        let mut t = [(0u64, 0u64); 32];
-        let mut len = 0;
-        while len < 32 {
-            t[len] = (
-                keep(if len < 8 { len } else { 8 }),
-                keep(len.saturating_sub(8)),
-            );
-            len += 1;
-        }
-        t
-    };
+    let mut t = [(0u64, 0u64); 32];
+    let mut len = 0;
+    while len < 32 {
+        t[len] = (
+            keep(if len < 8 { len } else { 8 }),
+            keep(len.saturating_sub(8)),
+        );
+        len += 1;
+    }
+    t
+};
+
+/// `hash_bytes` of the first `len` (1 ..= 16) bytes of `w` (16 bytes or more), with one load
+/// per 8 bytes.
+#[inline(always)]
+fn hash16(w: &[u8], len: usize) -> u64 {
     let (Some(a), Some(b)) = (
         w.first_chunk::<8>(),
         w.get(8..).and_then(<[u8]>::first_chunk::<8>),
     ) else {
         return hash_bytes(w.get(..len).unwrap_or(w));
     };
+    hash_words(u64::from_le_bytes(*a), u64::from_le_bytes(*b), len)
+}
+
+/// `hash_bytes` of the first `len` (1 ..= 16) bytes of the two little-endian words `a`, `b`.
+#[inline(always)]
+fn hash_words(a: u64, b: u64, len: usize) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    const CASE: u64 = 0x2020_2020_2020_2020;
     // One or two rounds of `hash_bytes` (a full or partial 8-byte chunk, then the rest), both
     // computed and the second kept by a select: word lengths vary too much for a branch to be
     // predicted.
     let (m1, m2) = MASKS[len & 31];
-    let first = (u64::from_le_bytes(*a) | CASE) & m1;
+    let first = (a | CASE) & m1;
     let h1 = ((len as u64).rotate_left(5) ^ first).wrapping_mul(K);
-    let second = (u64::from_le_bytes(*b) | CASE) & m2;
+    let second = (b | CASE) & m2;
     let h2 = (h1.rotate_left(5) ^ second).wrapping_mul(K);
     let h = if len > 8 { h2 } else { h1 };
     h ^ (h >> 29)
@@ -819,7 +876,8 @@ impl State {
         }
         let t = Token {
             text: &self.buf[..n],
-            hash: hash_at(&self.buf, 0, n),
+            // (From the text, not from `buf`: the hash does not wait for its byte stores.)
+            hash: leet_hash(bytes, start, n),
             start,
             end,
             mixed_script: false,
@@ -1311,6 +1369,34 @@ mod reference;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The leetspeak hash (one shuffle for words of up to 16 bytes) equals the hash of the
+    /// word with its digits mapped one byte at a time, for every length and byte mix: digits,
+    /// their neighbours `/` and `:`, letters, `_` and bytes of 0x80 and above.
+    #[test]
+    fn leet_hash_equals_the_mapped_bytes_hash() {
+        use rand::{Rng, SeedableRng};
+        const BYTES: &[u8] = b"0123456789/:aZz_\x80\xff\x2f\x3a";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1ee7);
+        for _ in 0..20000 {
+            let text: Vec<u8> = (0..40)
+                .map(|_| BYTES[rng.random_range(0..BYTES.len())])
+                .collect();
+            for len in 1..=MAX_TOKEN.min(24) {
+                let start = rng.random_range(0..8);
+                let mapped: Vec<u8> = text[start..start + len]
+                    .iter()
+                    .map(|&b| crate::fold::leet(b))
+                    .collect();
+                assert_eq!(
+                    leet_hash(&text, start, len),
+                    hash_bytes(&mapped),
+                    "{:?}",
+                    &text[start..start + len]
+                );
+            }
+        }
+    }
 
     #[derive(Default)]
     struct Collect {
