@@ -5,7 +5,9 @@ use crate::fold::{Folded, fold_char, is_invisible};
 use crate::invisible::scan_hidden;
 use crate::model::{Model, SegmentFeatures};
 use crate::rules::{AnchorMask, FRAMED, RULES, RuleMatch, RuleSet, anchor_words, required_mask};
-use crate::token::{Blob, PlainRun, Sink, Token, hash_bytes, is_blank, scan_blocks, tokenize};
+use crate::token::{
+    Blob, PlainRun, Sink, Token, hash_bytes, is_blank, leet_hash, scan_blocks, tokenize,
+};
 use crate::{Category, Finding};
 
 /// Findings at or above this score make a result flagged.
@@ -265,7 +267,12 @@ impl Sink for FastSink<'_> {
         let mixed_script = self.feats.mixed_script();
         let sum = self.sum + self.feats.finish_sum(&engine.model);
         let lead = lead_start(self.text, self.prev_end, self.start);
-        let mut mask = engine.settle_framed(self.mask, self.text, lead, self.start, end);
+        // (The test here: most segments that get this far hold no framed rule's word.)
+        let mut mask = if self.mask & engine.framed == 0 {
+            self.mask
+        } else {
+            engine.settle_framed(self.mask, self.text, lead, self.start, end)
+        };
         // Chat-template tokens (`<|…|>`) are punctuation-led, found by the blob pass: one
         // that starts before this segment's end (and after the previous segment's) lets the
         // marker rule run here when it starts in the punctuation before the first word (or at
@@ -506,6 +513,7 @@ impl Engine {
     /// the tokenizer reads ASCII words (letters mixed with digits as leetspeak); text it may
     /// read otherwise keeps every framed bit: non-ASCII text, four one-letter words one byte
     /// apart (spaced letters), over-long words.
+    #[inline(never)]
     fn settle_framed(
         &self,
         mask: AnchorMask,
@@ -542,7 +550,6 @@ impl Engine {
         // End of the last one-letter word (0: none yet), and how many one-letter words in a
         // row, one byte apart, end there.
         let (mut last_single, mut singles) = (0usize, 0usize);
-        let mut leet_buf = [0u8; crate::token::MAX_TOKEN];
         let mut i = 0;
         while let Some(&b) = seg.get(i) {
             if b >= 0x80 {
@@ -593,32 +600,32 @@ impl Engine {
                 }
                 last_single = i + 1;
             }
-            // Letters mixed with digits: the digits are read as letters (as the tokenizer does).
-            let hash = if digits != 0 && digits != len {
-                for (d, &b) in leet_buf.iter_mut().zip(word) {
-                    *d = crate::fold::leet(b);
-                }
-                hash_bytes(leet_buf.get(..len).unwrap_or_default())
-            } else {
-                hash_bytes(word)
-            };
-            let m = self.triggers.mask(hash) & self.framed;
-            if m != 0 {
-                let (a, b) = (start + i, start + i + len);
-                let prev = text
-                    .get(..a)
-                    .unwrap_or_default()
-                    .iter()
-                    .rev()
-                    .find(|&&b| !is_blank(b));
-                let next = text
-                    .get(b..)
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|&&b| !is_blank(b));
-                let at =
-                    |t: &[AnchorMask; 257], b: Option<&u8>| t[b.map_or(256, |&b| usize::from(b))];
-                earned |= m & at(&self.lead_ok, prev) & at(&self.trail_ok, next);
+            // Only a word between marks its rules allow can earn their bits: the neighbours are
+            // looked at before the word is hashed.
+            let (a, b) = (start + i, start + i + len);
+            let prev = text
+                .get(..a)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .find(|&&b| !is_blank(b));
+            let next = text
+                .get(b..)
+                .unwrap_or_default()
+                .iter()
+                .find(|&&b| !is_blank(b));
+            let at = |t: &[AnchorMask; 257], b: Option<&u8>| t[b.map_or(256, |&b| usize::from(b))];
+            let allowed =
+                mask & self.framed & !earned & at(&self.lead_ok, prev) & at(&self.trail_ok, next);
+            if allowed != 0 {
+                // Letters mixed with digits: the digits are read as letters (as the tokenizer
+                // does).
+                let hash = if digits != 0 && digits != len {
+                    leet_hash(text, a, len)
+                } else {
+                    hash_bytes(word)
+                };
+                earned |= self.triggers.mask(hash) & allowed;
             }
             i += len;
         }
@@ -648,8 +655,13 @@ impl Engine {
             next_chat: 0,
             keep_all,
             seen: 0,
-            // About one segment per 44 bytes of ordinary text.
-            segs: Vec::with_capacity(if keep_all { text.len() / 40 + 1 } else { 8 }),
+            // About one segment per 44 bytes of ordinary text, of which few are kept (most
+            // texts keep none: no allocation then).
+            segs: if keep_all {
+                Vec::with_capacity(text.len() / 40 + 1)
+            } else {
+                Vec::new()
+            },
             prev_end: 0,
         };
         tokenize(text, &mut sink);

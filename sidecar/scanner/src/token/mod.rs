@@ -177,7 +177,7 @@ impl PlainRun<'_> {
 /// The hash of the `len` (<= `MAX_TOKEN`) bytes at `start` with their digits read as letters
 /// (what [`State::emit_leet`] hashes).
 #[inline(never)]
-fn leet_hash(bytes: &[u8], start: usize, len: usize) -> u64 {
+pub(crate) fn leet_hash(bytes: &[u8], start: usize, len: usize) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if len > 0
         && len <= 16
