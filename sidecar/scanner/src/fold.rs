@@ -92,13 +92,17 @@ const PLAIN_LETTER_RANGES: &[(u32, u32)] = &[
     (0xAC00, 0xD7A3),
 ];
 
-/// Fold one non-ASCII character.
-pub(crate) fn fold_char(c: char) -> Folded {
-    let cp = c as u32;
-    if PLAIN_LETTER_RANGES
+/// Whether code point `cp` is in [`PLAIN_LETTER_RANGES`] (it folds to itself, a letter).
+#[inline]
+pub(crate) fn is_plain_letter(cp: u32) -> bool {
+    PLAIN_LETTER_RANGES
         .iter()
         .any(|&(lo, hi)| (lo..=hi).contains(&cp))
-    {
+}
+
+/// Fold one non-ASCII character.
+pub(crate) fn fold_char(c: char) -> Folded {
+    if is_plain_letter(c as u32) {
         return Folded::Letter(c);
     }
     fold_char_slow(c)

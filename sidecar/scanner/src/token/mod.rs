@@ -1019,6 +1019,15 @@ fn general<S: Sink>(st: &mut State, text: &str, i: usize, sink: &mut S) -> usize
             i += 1;
         }
         _ => {
+            // CJK and Hangul letters (three bytes each, folding to themselves) in a row: taken
+            // here with the same steps as one `Folded::Letter` each, without a decode or a
+            // fold per character.
+            if (0xe3..=0xed).contains(&b) {
+                let j = plain_letters(st, bytes, i, sink);
+                if j > i {
+                    return j;
+                }
+            }
             // Non-ASCII: decode one char (the input is valid UTF-8).
             let Some(c) = text.get(i..).and_then(|s| s.chars().next()) else {
                 return i + 1;
@@ -1349,6 +1358,41 @@ fn plain_window<S: Sink>(
         }
     }
     Some(base + limit as usize)
+}
+
+/// The run of three-byte plain letters (see `fold::is_plain_letter`) at `i` in `bytes` (valid
+/// UTF-8), taken as [`general`] takes each: pushed to the open word (a word opens at the
+/// first), the word ended when it nears `MAX_TOKEN` bytes, the segment when it reaches
+/// `MAX_SEGMENT_TOKENS` words. Returns where the run ends (`i`: none there).
+#[inline(never)]
+fn plain_letters<S: Sink>(st: &mut State, bytes: &[u8], i: usize, sink: &mut S) -> usize {
+    let mut j = i;
+    while let Some(&[b0, b1, b2]) = bytes.get(j..).and_then(<[u8]>::first_chunk::<3>) {
+        // A lead byte of a three-byte sequence (0xe3 ..= 0xed), whose two continuation bytes
+        // follow in valid UTF-8.
+        if !(0xe3..=0xed).contains(&b0) {
+            break;
+        }
+        let cp = (u32::from(b0 & 0x0f) << 12) | (u32::from(b1 & 0x3f) << 6) | u32::from(b2 & 0x3f);
+        if !crate::fold::is_plain_letter(cp) {
+            break;
+        }
+        if !st.in_tok {
+            st.begin(j);
+        }
+        st.has_alpha = true;
+        st.push(b0);
+        st.push(b1);
+        st.push(b2);
+        j += 3;
+        if st.len + 4 >= MAX_TOKEN {
+            st.end_token(j, sink);
+        }
+        if st.seg_tokens >= MAX_SEGMENT_TOKENS && !st.in_tok {
+            st.end_segment(j, sink);
+        }
+    }
+    j
 }
 
 /// [`general`] from `i` for as long as a word is open or the text is not ASCII; returns where
