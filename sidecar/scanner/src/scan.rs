@@ -275,13 +275,13 @@ impl Sink for FastSink<'_> {
         };
         // Chat-template tokens (`<|…|>`) are punctuation-led, found by the blob pass: one
         // that starts before this segment's end (and after the previous segment's) lets the
-        // marker rule run here when it starts in the punctuation before the first word (or at
-        // most two bytes before it) or after it; the segment then starts with it.
+        // marker rule run here when it starts in the punctuation before the first word (which
+        // `lead` covers) or after it; the segment then starts with it.
         let mut start = self.start;
         while let Some(&pos) = self.chat.get(self.next_chat)
             && pos < end
         {
-            if lead <= pos || self.start <= pos + 2 {
+            if lead <= pos {
                 mask |= engine.chat_bits;
                 start = start.min(pos);
             }
